@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny data, temporary MLflow/Ray folders, paths to the optional shared CIFAR-10."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Keep caches, MLflow stores and Ray folders of each test inside its temporary directory."""
+    monkeypatch.setenv("V1SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_cifar_tarball() -> Path:
+    if not SHARED_CIFAR.exists():
+        pytest.skip(f"CIFAR-10 JPEG tarball not found at {SHARED_CIFAR} (only present in the dev workspace)")
+    return SHARED_CIFAR
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory, shared_cifar_tarball) -> Path:
+    """The shared CIFAR-10 JPEG tree, extracted once per session (ImageFolder layout)."""
+    import tarfile
+
+    root = tmp_path_factory.mktemp("cifar")
+    with tarfile.open(shared_cifar_tarball) as tar:
+        tar.extractall(root, filter="data")
+    found = [p for p in root.rglob("train") if p.is_dir()]
+    if not found:
+        pytest.fail(f"no train/ folder inside {shared_cifar_tarball}")
+    return found[0].parent

@@ -1,0 +1,61 @@
+"""The `v1sweep` command line: one subcommand per module in `v1sweep.commands`.
+
+Each command module provides `HELP` (one line), `add_arguments(parser)` and `main(args) -> int`,
+and imports heavy libraries (torch, ray, mlflow) inside `main`, so `v1sweep --help` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from v1sweep import __version__
+from v1sweep.errors import V1SweepError
+
+# Subcommand -> module under v1sweep.commands, in the order `--help` lists them.
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "resume": "resume",
+    "status": "status",
+    "train": "train",
+    "best": "best",
+    "analyze": "analyze",
+    "corrupt": "corrupt",
+    "ui": "ui",
+    "bench": "bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="v1sweep",
+        description="Sweeps over V1-like CNN front-ends: train, corruption-test, track in MLflow, analyse.")
+    parser.add_argument("--version", action="version", version=f"v1sweep {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"v1sweep.commands.{module_name}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except V1SweepError as exc:
+        print(f"v1sweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"v1sweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

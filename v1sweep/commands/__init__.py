@@ -1,0 +1,1 @@
+"""Subcommands of the `v1sweep` CLI; see `v1sweep.cli`."""

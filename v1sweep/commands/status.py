@@ -1,0 +1,14 @@
+"""`v1sweep status` (not implemented yet)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "status (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    raise SystemExit("v1sweep status: not implemented yet")

@@ -1,0 +1,267 @@
+"""Trial configuration: frozen dataclasses, YAML loading with validation, flat <-> nested views.
+
+A trial config is what one trial needs, fully resolved: data, RF sampling, front-end, backbone,
+training recipe and evaluation. Sweeps produce flat dicts with dotted keys (``rf.strategy``);
+`from_flat` turns them back into a validated `TrialConfig`, and `to_flat` gives the MLflow params.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES
+from v1sweep.errors import ConfigError
+from v1sweep.schema import build, deep_merge, flatten, spec, to_dict, unflatten
+
+DATASETS = ("synthetic", "cifar10", "tinyimagenet", "imagefolder")
+STRATEGIES = ("biological", "uniform", "unif1", "unif2", "unif3", "interpolated", "custom")
+BACKBONES = ("resnet18", "resnet50", "tiny")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = spec("synthetic", choices=DATASETS, doc="dataset registry name")
+    path: str | None = spec(None, doc="dataset root (not used by synthetic)")
+    image_size: int = spec(64, range=(8, 512), doc="images are resized to this many pixels")
+    train_size: int | None = spec(2000, range=(1, None), doc="synthetic: images generated; others: subset (null = all)")
+    test_size: int | None = spec(500, range=(1, None), doc="synthetic: images generated; others: subset (null = all)")
+    seed: int = spec(0, range=(0, None), doc="synthetic generation / subset seed")
+    augment: bool = spec(True, doc="random affine + horizontal flip during training")
+    rotation: float = spec(30.0, range=(0, 180), doc="max rotation, degrees")
+    translate: float = spec(0.05, range=(0, 0.5), doc="max translation, fraction of the image")
+    scale_min: float = spec(1.0, range=(0.1, 4))
+    scale_max: float = spec(1.2, range=(0.1, 4))
+    hflip: bool = spec(True)
+    cache_dir: str | None = spec(None, doc="decoded-tensor cache (default ~/.cache/v1sweep)")
+
+    def validate(self) -> None:
+        if self.dataset != "synthetic" and not self.path:
+            raise ConfigError(f"dataset {self.dataset!r} needs a path; set data.path", key="data.path")
+        if self.scale_min > self.scale_max:
+            raise ConfigError(f"scale_min {self.scale_min} > scale_max {self.scale_max}", key="data.scale_min")
+
+
+@dataclass(frozen=True)
+class RFConfig:
+    strategy: str = spec("biological", choices=STRATEGIES, doc="RF sampling strategy")
+    seed: int = spec(0, range=(0, None), doc="Gabor seed, separate from the training seed")
+    preset: str = spec("tinyimagenet2023", choices=("tinyimagenet2023", "vonenet2020"))
+    alpha: float | None = spec(None, range=(0, 1), doc="interpolated: uniform (0) -> biological (1)")
+    alpha_sf: float | None = spec(None, range=(0, 1))
+    alpha_ori: float | None = spec(None, range=(0, 1))
+    alpha_nxny: float | None = spec(None, range=(0, 1))
+    alpha_coupling: float | None = spec(None, range=(0, 1))
+    mode: str = spec("mixture", choices=("mixture", "quantile"))
+    custom_path: str | None = spec(None, doc="custom: histogram file (YAML or CSV)")
+
+    def validate(self) -> None:
+        if self.strategy == "custom" and not self.custom_path:
+            raise ConfigError("strategy 'custom' needs rf.custom_path", key="rf.custom_path")
+
+    def sampler_options(self) -> dict[str, Any]:
+        """Keyword options for `v1sweep.rf.sample` (only those that apply to the strategy)."""
+        opts: dict[str, Any] = {"preset": self.preset}
+        if self.strategy == "interpolated":
+            opts["mode"] = self.mode
+            for name in ("alpha", "alpha_sf", "alpha_ori", "alpha_nxny", "alpha_coupling"):
+                if getattr(self, name) is not None:
+                    opts[name] = getattr(self, name)
+        if self.strategy == "custom":
+            opts["path"] = self.custom_path
+        return opts
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    enabled: bool = spec(True, doc="false = plain backbone baseline without the V1 block")
+    n_simple: int = spec(256, range=(0, 4096))
+    n_complex: int = spec(256, range=(0, 4096))
+    ksize: int = spec(31, range=(3, 127), odd=True)
+    stride: int = spec(2, range=(1, 8))
+    visual_degrees: float = spec(2.0, range=(0.01, 100), doc="degrees spanned by the image")
+    k_exc: float = spec(25.0, range=(0, None))
+    sf_max: float = spec(11.5, range=(0.1, None), doc="upper SF support for sampling, cpd")
+    noise: str = spec("none", choices=("none", "gaussian", "neuronal"))
+    noise_scale: float = spec(0.35, range=(0, None))
+    noise_level: float = spec(0.07, range=(0, None))
+
+    def validate(self) -> None:
+        if self.enabled and self.n_simple + self.n_complex == 0:
+            raise ConfigError("the V1 block needs at least one channel (n_simple + n_complex > 0)",
+                              key="frontend.n_simple")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = spec("resnet18", choices=BACKBONES)
+    bottleneck: int = spec(64, range=(1, 4096), doc="channels of the 1x1 conv after the V1 block")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str | None = spec(None, choices=("study",), doc="named recipe; explicit keys override it")
+    epochs: int = spec(60, range=(0, 10000))
+    batch_size: int = spec(128, range=(1, 65536))
+    lr: float = spec(0.1, range=(0, 10))
+    momentum: float = spec(0.9, range=(0, 1))
+    weight_decay: float = spec(5e-4, range=(0, 1))
+    schedule: str = spec("plateau", choices=("plateau", "step", "cosine", "constant"))
+    plateau_factor: float = spec(0.1, range=(0, 1))
+    plateau_patience: int = spec(5, range=(0, None))
+    step_size: int = spec(20, range=(1, None))
+    step_gamma: float = spec(0.1, range=(0, 1))
+    seed: int = spec(0, range=(0, None), doc="weights and data order (separate from rf.seed)")
+    device: str = spec("auto", doc="auto | cpu | cuda | cuda:N")
+    amp: bool = spec(True, doc="bf16 autocast on CUDA")
+    channels_last: bool = spec(True, doc="channels_last memory format on CUDA")
+    max_batches: int | None = spec(None, range=(1, None), doc="cap batches per epoch (smoke runs, benches)")
+    checkpoint: bool = spec(True, doc="save a checkpoint each epoch and resume from it")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    corruptions: tuple[str, ...] = spec(BENCHMARK_CORRUPTIONS, choices=tuple(CORRUPTIONS))
+    severities: tuple[int, ...] = spec(SEVERITIES, range=(1, 5))
+    source: str = spec("generated", choices=("generated", "published"))
+    path: str | None = spec(None, doc="published: CIFAR-10-C or Tiny-ImageNet-C folder")
+    max_images: int | None = spec(None, range=(1, None), doc="test images used for corruption accuracy")
+    seed: int = spec(0, range=(0, None), doc="corruption randomness; the same for every trial")
+    cache_dir: str | None = spec(None, doc="materialized corrupted sets (default ~/.cache/v1sweep)")
+    batch_size: int = spec(500, range=(1, None))
+
+    def validate(self) -> None:
+        if self.source == "published" and not self.path:
+            raise ConfigError("source 'published' needs eval.path", key="eval.path")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    name: str = spec("trial")
+    data: DataConfig = spec(default_factory=DataConfig)
+    rf: RFConfig = spec(default_factory=RFConfig)
+    frontend: FrontendConfig = spec(default_factory=FrontendConfig)
+    model: ModelConfig = spec(default_factory=ModelConfig)
+    train: TrainConfig = spec(default_factory=TrainConfig)
+    eval: EvalConfig = spec(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        fe = self.frontend
+        if fe.enabled:
+            ppd = self.data.image_size / fe.visual_degrees
+            if fe.sf_max > ppd / 2:
+                raise ConfigError(
+                    f"sf_max {fe.sf_max} cpd is above the Nyquist frequency {ppd / 2:g} cpd of "
+                    f"{self.data.image_size} px over {fe.visual_degrees} deg; lower frontend.sf_max or set "
+                    f"frontend.visual_degrees <= {self.data.image_size / (2 * fe.sf_max):.3g}",
+                    key="frontend.sf_max")
+
+    @property
+    def num_classes(self) -> int | None:
+        """Known for synthetic (10) and CIFAR-10; other datasets tell once loaded."""
+        return {"synthetic": 10, "cifar10": 10, "tinyimagenet": 200}.get(self.data.dataset)
+
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # Barbulescu, Marques & Oliveira 2023: 60 epochs, batch 128, SGD lr 0.1, momentum 0.9,
+    # weight decay 5e-4, plateau schedule (factor 0.1, patience 5).
+    "study": {"epochs": 60, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+              "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 5},
+}
+
+
+def _apply_presets(tree: Mapping[str, Any]) -> dict[str, Any]:
+    tree = dict(tree)
+    train = tree.get("train")
+    if isinstance(train, Mapping) and train.get("preset") in TRAIN_PRESETS:
+        tree["train"] = {**TRAIN_PRESETS[train["preset"]], **train}
+    return tree
+
+
+def from_dict(tree: Mapping[str, Any], *, file: str | None = None) -> TrialConfig:
+    """Validate a nested dict into a `TrialConfig`."""
+    return build(TrialConfig, _apply_presets(tree), file=file)
+
+
+def from_flat(flat: Mapping[str, Any], *, file: str | None = None) -> TrialConfig:
+    """Validate a flat dotted-key dict (a sweep's trial params) into a `TrialConfig`."""
+    return from_dict(unflatten(flat), file=file)
+
+
+def to_tree(config: TrialConfig) -> dict[str, Any]:
+    return to_dict(config)
+
+
+def to_flat(config: TrialConfig) -> dict[str, Any]:
+    """Dotted keys -> values; the MLflow params of a trial."""
+    return flatten(to_dict(config))
+
+
+def to_yaml(config: TrialConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """`yaml.safe_load` a file; a syntax error names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"malformed YAML{where}: {problem}", file=str(path)) from None
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`["train.epochs=3", "rf.strategy=unif2"]` -> flat dict; values parsed as YAML scalars."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            flat[key.strip()] = raw
+    return flat
+
+
+def load(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrialConfig:
+    """Load a trial config YAML, apply `--set` overrides, validate."""
+    tree = read_yaml(path)
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, Mapping):
+        raise ConfigError("a trial config must be a mapping of sections", file=str(path))
+    flat = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    tree = deep_merge(tree, unflatten(flat))
+    return from_dict(tree, file=str(path))
+
+
+def replace(config: TrialConfig, **flat_changes: Any) -> TrialConfig:
+    """A validated variant: `replace(cfg, **{"rf.strategy": "unif2"})`."""
+    return from_flat({**to_flat(config), **flat_changes})
+
+
+def field_docs(cls: type = TrialConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, doc) for every field; used to document configs."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config")):
+            sub = {"data": DataConfig, "rf": RFConfig, "frontend": FrontendConfig, "model": ModelConfig,
+                   "train": TrainConfig, "eval": EvalConfig}[f.name]
+            rows.extend(field_docs(sub, f"{prefix}{f.name}."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            rows.append((f"{prefix}{f.name}", default, f.metadata.get("doc", "")))
+    return rows
