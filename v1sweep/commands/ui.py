@@ -1,14 +1,146 @@
-"""`v1sweep ui` (not implemented yet)."""
+"""`v1sweep ui`: the MLflow UI for the project's store, on 127.0.0.1 unless told otherwise.
+
+Runs ``python -m mlflow server`` (what ``mlflow ui`` also runs) as a child process in its own
+process group, waits until it answers, prints the URL and keeps it in the foreground; Ctrl-C or
+SIGTERM stops the server and its workers. Credentials in store URIs are never printed.
+"""
 from __future__ import annotations
 
 import argparse
 
-HELP = "ui (not implemented yet)"
+HELP = "start the MLflow UI for the project's tracking store (127.0.0.1 by default) and print its URL"
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes the UI, without "
+                             "authentication, to the network)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, "
+                        "else sqlite:///./mlflow.db)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    parser.add_argument("--startup-timeout", type=float, default=120.0,
+                        help="seconds to wait for the server to answer (default 120)")
+
+
+def server_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The argv that serves the UI for store `uri` (artifacts of existing runs keep their location)."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+            "--host", host, "--port", str(port), "--workers", str(workers)]
+
+
+def url_for(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host in ("::", "::1") else host)
+    return f"http://{shown}:{port}"
+
+
+def wait_until_up(url: str, proc, timeout: float) -> bool:
+    """Poll `url`/health until it answers 200, the process dies, or `timeout` seconds pass."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("v1sweep ui: not implemented yet")
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from v1sweep.errors import ConfigError
+    from v1sweep.store import is_local, mask_text, mask_uri, resolve_tracking_uri, sqlite_path
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if not is_local(uri):
+        # A tracking server already serves its own UI; starting another would only proxy it.
+        print(f"the tracking store is a server; its UI is at {mask_uri(uri)}")
+        return 0
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"{args.port} is out of range; allowed: 1-65535", key="--port")
+    if not _port_free(args.host, args.port):
+        raise ConfigError(f"port {args.port} on {args.host} is in use; pick another with --port", key="--port")
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        print(f"note: {mask_uri(uri)} does not exist yet; the UI will show an empty store")
+    if args.host not in LOCAL_HOSTS:
+        print(f"warning: binding {args.host} makes the UI (no authentication) reachable from the network",
+              file=sys.stderr)
+
+    url = url_for(args.host, args.port)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_HOST", "MLFLOW_PORT")}
+    print(f"starting the MLflow UI for {mask_uri(uri)} ...", flush=True)
+    proc = subprocess.Popen(server_command(uri, args.host, args.port, args.workers), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        if not wait_until_up(url, proc, args.startup_timeout):
+            _terminate(proc)
+            log = proc.stdout.read() if proc.stdout else ""
+            print(mask_text(log[-3000:], uri), file=sys.stderr)
+            print(f"v1sweep ui: the MLflow server did not come up on {url}", file=sys.stderr)
+            return 1
+        print(f"MLflow UI: {url}  (store {mask_uri(uri)}; Ctrl-C to stop)", flush=True)
+        for line in proc.stdout:  # relay the server log, masked, until it exits
+            sys.stderr.write(mask_text(line, uri))
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("stopping the MLflow UI", flush=True)
+        return 0
+    finally:
+        _terminate(proc)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(proc) -> None:
+    """Stop the server's process group (the server and the workers it forked), by its id."""
+    import os
+    import signal
+    import subprocess
+
+    try:  # also when the server itself has exited: workers it forked may remain in the group
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

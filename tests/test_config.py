@@ -1,0 +1,112 @@
+"""Trial-config loading: round trips, presets, overrides, and errors that name file, key and allowed values."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from v1sweep import config
+from v1sweep.errors import ConfigError
+from v1sweep.schema import deep_merge, flatten, unflatten
+
+
+def write(tmp_path, text: str, name: str = "trial.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_round_trip_through_flat_params():
+    cfg = config.from_dict({})
+    flat = config.to_flat(cfg)
+    assert flat["rf.strategy"] == "biological"
+    assert flat["frontend.ksize"] == 31
+    assert config.from_flat(flat) == cfg
+
+
+def test_flatten_and_unflatten_are_inverse():
+    tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}
+    assert flatten(tree) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
+    assert unflatten(flatten(tree)) == tree
+
+
+def test_deep_merge_overlays_nested_keys_only():
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_load_applies_overrides_with_yaml_typed_values(tmp_path):
+    path = write(tmp_path, "data:\n  image_size: 64\ntrain:\n  epochs: 2\n")
+    cfg = config.load(path, ["train.epochs=5", "train.lr=0.01", "rf.strategy=unif2", "data.augment=false"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.rf.strategy, cfg.data.augment) == (5, 0.01, "unif2", False)
+
+
+def test_study_preset_fills_the_recipe_and_explicit_keys_win(tmp_path):
+    path = write(tmp_path, "train:\n  preset: study\n  epochs: 3\n")
+    cfg = config.load(path)
+    assert cfg.train.epochs == 3
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.schedule) == (128, 0.1, "plateau")
+
+
+def test_replace_validates_the_variant():
+    cfg = config.from_dict({})
+    assert config.replace(cfg, **{"rf.strategy": "unif3"}).rf.strategy == "unif3"
+    with pytest.raises(ConfigError, match="rf.alpha"):
+        config.replace(cfg, **{"rf.alpha": 1.5})
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ("rf:\n  strategy: biologcal\n", "rf.strategy", "did you mean 'biological'"),
+    ("train:\n  epocs: 3\n", "train.epocs", "did you mean 'epochs'"),
+    ("rf:\n  alpha: 1.5\n", "rf.alpha", "allowed: [0, 1]"),
+    ("frontend:\n  ksize: 30\n", "frontend.ksize", "must be odd"),
+    ("train:\n  epochs: -1\n", "train.epochs", "out of range"),
+    ("train:\n  lr: fast\n", "train.lr", "expected a number"),
+    ("eval:\n  severities: [1, 6]\n", "eval.severities", "allowed: [1, 5]"),
+    ("eval:\n  corruptions: [gaussian_nois]\n", "eval.corruptions", "did you mean 'gaussian_noise'"),
+    ("data:\n  dataset: cifar10\n", "data.path", "needs a path"),
+    ("frontend:\n  n_simple: 0\n  n_complex: 0\n", "frontend.n_simple", "at least one channel"),
+    ("data:\n  image_size: 32\n", "frontend.sf_max", "visual_degrees <= 1.39"),
+    ("frontend: [1, 2]\n", "frontend", "expected a mapping"),
+])
+def test_bad_values_name_file_key_and_allowed_values(tmp_path, text, key, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert key in message
+    assert fragment in message
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"malformed YAML at line \d+") as info:
+        config.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_yaml_tags_are_never_evaluated(tmp_path):
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo owned']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        config.load(path)
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        config.parse_overrides(["train.epochs"])
+
+
+def test_configs_are_frozen():
+    cfg = config.from_dict({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.epochs = 3  # type: ignore[misc]
+
+
+def test_field_docs_cover_every_leaf_key():
+    keys = {row[0] for row in config.field_docs()}
+    assert keys == set(config.to_flat(config.from_dict({})))

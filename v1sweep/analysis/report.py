@@ -1,0 +1,405 @@
+"""The sweep report: robustness vs similarity to V1 as figures, tables, Markdown and HTML, in MLflow.
+
+`build_report(sweep)` reads the sweep's finished trials from MLflow (`v1sweep.query`), runs the
+statistics of `v1sweep.analysis.robustness`, and writes into one folder:
+
+- ``trials.csv`` (one row per trial) and one CSV per statistics table;
+- PNG figures (matplotlib's object API on the Agg canvas; no pyplot global state);
+- ``report.md`` and a self-contained ``report.html`` (inline figures, sortable tables, and a
+  scatter explorer over any two columns drawn as SVG by a few lines of inline JavaScript);
+- ``summary.json`` with the headline numbers.
+
+All of it is logged as an ``analysis`` run under the sweep's parent run (tags
+``v1sweep.role=analysis``, ``mlflow.parentRunId``) with the headline numbers as metrics.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from v1sweep.analysis import AnalysisError
+from v1sweep.analysis import robustness as rb
+
+PUBLISHED_REL_DIFF = 0.0872  # biological vs uniform, Barbulescu, Marques & Oliveira 2023
+HEADLINE_METRICS = ("clean_acc", "corruption_acc")
+
+
+@dataclass
+class Report:
+    """What `build_report` produced: the folder, its files, the MLflow analysis run, the statistics."""
+    sweep: str
+    parent_run_id: str
+    out_dir: Path
+    files: dict[str, Path]
+    result: rb.RobustnessResult
+    counts: dict[str, int]
+    analysis_run_id: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | Path | None = None,
+                 metric: str = rb.DEFAULT_METRIC, n_boot: int = rb.N_BOOT, ci: float = 0.95, seed: int = 0,
+                 partial: bool = False, all_parents: bool = False, log_to_mlflow: bool = True) -> Report:
+    """Analyse a sweep's finished trials and write + log the report.
+
+    Raises `AnalysisError` for a sweep with no finished trials, or one still running (unless
+    `partial`); `v1sweep.query.QueryError` for an unknown sweep or store.
+    """
+    from v1sweep import query
+
+    ref = query.resolve_sweep(sweep, tracking_uri=tracking_uri)
+    parent = query.parent_runs(ref)[0]
+    name = parent.data.tags.get("v1sweep.sweep") or ref.name or "sweep"
+    table = query.runs(ref, include_failed=True, include_stopped=True, include_running=True,
+                       all_parents=all_parents)
+    counts = query.status_counts(table)
+    state = (f"{counts['finished']} finished, {counts['failed']} failed, {counts['stopped']} stopped, "
+             f"{counts['running']} running")
+    if counts["total"] == 0:
+        raise AnalysisError(f"sweep {name!r} has no trials yet (parent run {parent.info.run_id}); "
+                            "run it first, or check the name with `v1sweep status`")
+    if counts["running"] and not partial:
+        raise AnalysisError(f"sweep {name!r} is unfinished ({state}); wait for it, continue it with "
+                            "`v1sweep resume`, or analyse the finished trials with --partial")
+    finished = table[table["status"] == "finished"].reset_index(drop=True)
+    if finished.empty:
+        raise AnalysisError(f"sweep {name!r} has no finished trials ({state}); see `v1sweep status`")
+    result = rb.analyze_frame(finished, metric, n_boot=n_boot, ci=ci, seed=seed)
+    if counts["running"]:
+        result.warnings.insert(0, f"partial analysis: {counts['running']} trial(s) still running")
+
+    out = Path(out_dir) if out_dir is not None else Path("analysis") / _safe(name)
+    out.mkdir(parents=True, exist_ok=True)
+    client = run_id = None
+    if log_to_mlflow:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=ref.tracking_uri)
+        run_id = client.create_run(parent.info.experiment_id, run_name=f"analysis-{name}", tags={
+            "mlflow.parentRunId": parent.info.run_id, "v1sweep.role": "analysis", "v1sweep.sweep": name,
+            "v1sweep.analysis": "robustness"}).info.run_id
+    try:
+        report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
+                        n_boot=n_boot, ci=ci, seed=seed)
+        if client is not None:
+            _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
+    except BaseException:
+        if client is not None:
+            client.set_terminated(run_id, "FAILED")
+        raise
+    return report
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", str(text)).strip("_") or "sweep"
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+def trial_table(finished: pd.DataFrame, result: rb.RobustnessResult) -> pd.DataFrame:
+    """The per-trial CSV: ids, variant, varying params and seeds, then every final metric."""
+    seeds = [c for c in finished.columns if c.startswith("params.") and c.endswith(".seed")
+             and finished[c].astype(str).nunique() > 1]
+    params = [c for c in result.variant_columns if c not in seeds]
+    metrics = sorted(c for c in finished.columns if c.startswith("metrics."))
+    front = [m for m in (f"metrics.{h}" for h in HEADLINE_METRICS) if m in metrics]
+    metrics = front + [m for m in metrics if m not in front]
+    out = finished[["trial_id", "run_id"]].copy()
+    out["variant"] = result.labels.to_numpy()
+    for col in params + seeds + metrics:
+        out[col.split(".", 1)[1]] = finished[col].to_numpy()
+    return out
+
+
+def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, result: rb.RobustnessResult,
+           counts: dict, state: str, run_id: str | None, *, n_boot: int, ci: float, seed: int) -> Report:
+    from v1sweep.analysis import report_figures as figs
+    from v1sweep.store import mask_uri
+
+    files: dict[str, Path] = {}
+    trials = trial_table(finished, result)
+    tables = {"trials": trials, "variants": result.variants, "clean": result.clean, "relative": result.relative,
+              "correlations": result.correlations, "categories": result.categories, "alpha": result.alpha,
+              "alpha_trend": result.alpha_trend}
+    for key, frame in tables.items():
+        if key == "trials" or not frame.empty:
+            path = out / f"{key}.csv"
+            frame.to_csv(path, index=False)
+            files[f"{key}.csv"] = path
+    for fname, draw in (("variants.png", figs.plot_variants), ("categories.png", figs.plot_categories),
+                        ("similarity.png", figs.plot_similarity), ("correlations.png", figs.plot_correlations),
+                        ("alpha.png", figs.plot_alpha)):
+        if draw(finished, result, out / fname):
+            files[fname] = out / fname
+
+    pct = int(round(ci * 100))
+    sections = _sections(name, result, files, pct)
+    meta = [f"Parent run `{parent.info.run_id}` (experiment {parent.info.experiment_id}) in "
+            f"`{mask_uri(uri)}`" + (f"; this analysis is MLflow run `{run_id}`." if run_id else "."),
+            f"Trials: {state}; analysed: the {result.n_trials} finished trial(s) with `{result.metric}`.",
+            "Variants are defined by: " + (", ".join(f"`{c[len('params.'):]}`" for c in result.variant_columns)
+                                           or "nothing varies (one variant, 'all')") + "; seeds are replicates.",
+            f"CIs: {pct}% percentile bootstrap, {n_boot} resamples, seed {seed}; fewer than "
+            f"{rb.MIN_SEEDS} seeds per variant make a CI wide (n = 2) or undefined (n = 1)."]
+    summary = _summary(name, parent, result, counts, run_id)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    files["summary.json"] = out / "summary.json"
+    title = f"Robustness vs similarity to V1: sweep {name}"
+    (out / "report.md").write_text(render_markdown(title, meta, sections))
+    files["report.md"] = out / "report.md"
+    (out / "report.html").write_text(render_html(title, meta, sections, out, trials))
+    files["report.html"] = out / "report.html"
+    return Report(sweep=name, parent_run_id=parent.info.run_id, out_dir=out, files=files, result=result,
+                  counts=counts, analysis_run_id=run_id, summary=summary)
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:+.2f}%"
+
+
+def _sections(name: str, result: rb.RobustnessResult, files: dict, pct: int) -> list[Section]:
+    sections = []
+    if result.warnings:
+        sections.append(Section("Warnings", text=[f"- {w}" for w in result.warnings]))
+    s = Section(f"{result.metric} per variant", tables=[(f"{result.metric}, mean over seeds", result.variants)])
+    if not result.clean.empty:
+        s.tables.append(("clean_acc, mean over seeds", result.clean))
+    s.figures = [f for f in ("variants.png",) if f in files]
+    sections.append(s)
+    rel = result.relative
+    s = Section("Biological vs uniform: relative robustness difference")
+    if rel.empty:
+        s.text.append("Not computed: the sweep does not hold both biological and uniform-strategy trials.")
+    else:
+        for row in rel[rel["metric"] == result.metric].itertuples():
+            s.text.append(f"- {row.reference} vs {row.other}: {_pct(row.rel_diff)} "
+                          f"[{pct}% CI {_pct(row.ci_lo)}, {_pct(row.ci_hi)}] (n = {row.n_reference} vs {row.n_other})"
+                          + (f" — {row.note}" if row.note else ""))
+        s.text.append(f"Published (Tiny ImageNet, ResNet18, biological vs uniform): {_pct(PUBLISHED_REL_DIFF)}.")
+        s.tables.append(("(acc_reference - acc_other) / acc_other", rel))
+    sections.append(s)
+    s = Section(f"{result.metric} vs similarity to V1")
+    if result.correlations.empty:
+        s.text.append("No similarity metrics (rf_similarity*, rf_wasserstein*) were logged by these trials.")
+    else:
+        s.text.append("Pearson r and Spearman rho over trials with bootstrap CIs (trials resampled); partial r "
+                      "controls for clean accuracy. rf_wasserstein/* are distances: negative r means runs closer "
+                      "to V1 are more robust.")
+        s.tables.append(("correlations", result.correlations))
+        s.figures = [f for f in ("correlations.png", "similarity.png") if f in files]
+    sections.append(s)
+    if not result.categories.empty:
+        sections.append(Section("Per corruption category", tables=[("mean accuracy per category", result.categories)],
+                                figures=[f for f in ("categories.png",) if f in files]))
+    if not result.alpha.empty:
+        sections.append(Section(f"{result.metric} vs interpolation alpha (0 = uniform, 1 = biological)",
+                                tables=[("curve", result.alpha), ("trend over trials", result.alpha_trend)],
+                                figures=[f for f in ("alpha.png",) if f in files]))
+    csvs = ", ".join(f"[{k}]({k})" for k in files if k.endswith(".csv"))
+    sections.append(Section("Files", text=[f"Tables as CSV: {csvs}."]))
+    return sections
+
+
+def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_id: str | None) -> dict:
+    def rec(frame: pd.DataFrame) -> list[dict]:
+        return json.loads(frame.to_json(orient="records"))
+
+    return {"sweep": name, "parent_run_id": parent.info.run_id, "analysis_run_id": run_id, "counts": counts,
+            "metric": result.metric, "n_trials": result.n_trials,
+            "variant_columns": [c[len("params."):] for c in result.variant_columns],
+            "variants": rec(result.variants), "relative": rec(result.relative),
+            "correlations": rec(result.correlations), "alpha_trend": rec(result.alpha_trend),
+            "warnings": result.warnings}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return "" if math.isnan(value) else str(value)
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.4e}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (numbers to 4 significant digits, '|' escaped)."""
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(title: str, meta: list[str], sections: list[Section]) -> str:
+    parts = [f"# {title}", "", *[f"{m}  " for m in meta], ""]
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        parts += s.text + ([""] if s.text else [])
+        for caption, frame in s.tables:
+            parts += [f"**{caption}**", "", markdown_table(frame), ""]
+        parts += [f"![{Path(f).stem}]({f})" for f in s.figures] + ([""] if s.figures else [])
+    return "\n".join(parts)
+
+
+def _esc(text: Any) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _inline_md(text: str) -> str:
+    text = _esc(text)
+    text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            sort = f' data-v="{float(v)!r}"' if num and math.isfinite(float(v)) else ""
+            cells.append(f"<td{sort}>{_esc(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f0f0f0;cursor:pointer;user-select:none}th:after{content:" \\2195";color:#aaa}
+td[data-v]{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;border:1px solid #eee}
+code{background:#f4f4f4;padding:0 3px}.scroll{overflow-x:auto}#explorer svg{border:1px solid #ccc;background:#fff}
+.warn{background:#fff6e0;border-left:4px solid #e0a000;padding:.3em 1em}select{margin:0 1em 0 .3em}"""
+
+_JS = r"""
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const tb = th.closest('table').tBodies[0], asc = th.dataset.asc !== '1';
+  th.closest('tr').querySelectorAll('th').forEach(h => delete h.dataset.asc); th.dataset.asc = asc ? '1' : '0';
+  const key = td => td.dataset.v !== undefined ? parseFloat(td.dataset.v) : td.textContent;
+  [...tb.rows].sort((a, b) => { const x = key(a.cells[i]), y = key(b.cells[i]);
+    const c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+    return asc ? c : -c; }).forEach(r => tb.appendChild(r)); }));
+const D = JSON.parse(document.getElementById('trial-data').textContent);
+const xs = document.getElementById('xsel'), ys = document.getElementById('ysel'), svg = document.getElementById('plot');
+const num = D.columns.filter(c => D.rows.some(r => typeof r[c] === 'number'));
+num.forEach(c => { xs.add(new Option(c, c)); ys.add(new Option(c, c)); });
+xs.value = num.includes(D.x) ? D.x : num[0]; ys.value = num.includes(D.y) ? D.y : num[0];
+const pal = ['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2','#7f7f7f','#bcbd22','#17becf'];
+const variants = [...new Set(D.rows.map(r => r.variant))];
+function draw() {
+  const W = 640, H = 420, L = 70, R = 170, T = 20, B = 50, x = xs.value, y = ys.value;
+  const pts = D.rows.filter(r => typeof r[x] === 'number' && typeof r[y] === 'number');
+  const ext = k => { const v = pts.map(p => p[k]); let a = Math.min(...v), b = Math.max(...v);
+    if (!(b > a)) { a -= 0.5; b += 0.5; } const m = (b - a) * 0.06; return [a - m, b + m]; };
+  const [x0, x1] = pts.length ? ext(x) : [0, 1], [y0, y1] = pts.length ? ext(y) : [0, 1];
+  const sx = v => L + (v - x0) / (x1 - x0) * (W - L - R), sy = v => H - B - (v - y0) / (y1 - y0) * (H - T - B);
+  const esc = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  let s = `<line x1="${L}" y1="${H-B}" x2="${W-R}" y2="${H-B}" stroke="#444"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H-B}" stroke="#444"/>`;
+  for (let k = 0; k <= 4; k++) { const vx = x0 + (x1 - x0) * k / 4, vy = y0 + (y1 - y0) * k / 4;
+    s += `<text x="${sx(vx)}" y="${H-B+16}" font-size="11" text-anchor="middle">${vx.toPrecision(3)}</text>`;
+    s += `<text x="${L-6}" y="${sy(vy)+4}" font-size="11" text-anchor="end">${vy.toPrecision(3)}</text>`; }
+  s += `<text x="${(L+W-R)/2}" y="${H-12}" font-size="12" text-anchor="middle">${esc(x)}</text>`;
+  s += `<text transform="translate(16,${(T+H-B)/2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(y)}</text>`;
+  pts.forEach(p => { const c = pal[variants.indexOf(p.variant) % pal.length];
+    s += `<circle cx="${sx(p[x])}" cy="${sy(p[y])}" r="5" fill="${c}" fill-opacity="0.8" stroke="#333" stroke-width="0.5">` +
+         `<title>${esc(p.trial_id)} (${esc(p.variant)})\n${esc(x)} = ${p[x]}\n${esc(y)} = ${p[y]}</title></circle>`; });
+  variants.forEach((v, k) => { s += `<circle cx="${W-R+15}" cy="${T+10+k*18}" r="5" fill="${pal[k % pal.length]}"/>` +
+    `<text x="${W-R+25}" y="${T+14+k*18}" font-size="11">${esc(v)}</text>`; });
+  svg.innerHTML = s; }
+xs.onchange = ys.onchange = draw; draw();
+"""
+
+
+def render_html(title: str, meta: list[str], sections: list[Section], out: Path, trials: pd.DataFrame) -> str:
+    """A self-contained page: figures inlined as base64 PNG, sortable tables, an SVG scatter explorer."""
+    import base64
+
+    body = [f"<h1>{_esc(title)}</h1>", *[f"<p>{_inline_md(m)}</p>" for m in meta]]
+    for s in sections:
+        body.append(f"<h2>{_esc(s.title)}</h2>")
+        if s.title == "Warnings":
+            body.append('<div class="warn">' + "".join(f"<p>{_inline_md(t.lstrip('- '))}</p>" for t in s.text) + "</div>")
+        else:
+            body += [f"<p>{_inline_md(t)}</p>" for t in s.text]
+        for caption, frame in s.tables:
+            body.append(f"<p><b>{_esc(caption)}</b></p><div class='scroll'>{html_table(frame)}</div>")
+        for fname in s.figures:
+            data = base64.b64encode((out / fname).read_bytes()).decode()
+            body.append(f'<p><img alt="{_esc(fname)}" src="data:image/png;base64,{data}"></p>')
+    shown = [c for c in trials.columns if c in ("trial_id", "run_id", "variant") or not c.startswith("corruption_acc/")
+             or c.split("/", 1)[1] in rb.CATEGORIES]
+    rows = json.loads(trials[shown].to_json(orient="records"))
+    data = {"columns": shown, "rows": rows, "x": "rf_similarity", "y": "corruption_acc"}
+    payload = json.dumps(data).replace("</", "<\\/")
+    body.append("<h2>Explore the trials</h2><p>Pick any two columns; hover a point for its trial.</p>"
+                "<div id='explorer'>x<select id='xsel'></select>y<select id='ysel'></select><br>"
+                "<svg id='plot' width='640' height='420' xmlns='http://www.w3.org/2000/svg'></svg></div>")
+    body.append(f"<h2>Trials</h2><div class='scroll'>{html_table(trials[shown])}</div>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>" + "\n".join(body)
+            + f"<script type='application/json' id='trial-data'>{payload}</script><script>{_JS}</script></body></html>")
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow
+# ---------------------------------------------------------------------------------------------
+_METRIC_KEY = re.compile(r"[^\w\-. /]")
+
+
+def headline_metrics(result: rb.RobustnessResult) -> dict[str, float]:
+    """Finite headline numbers as MLflow metrics: relative differences and correlations."""
+    out: dict[str, float] = {"n_trials": float(result.n_trials)}
+    for row in result.relative.itertuples():
+        base = f"rel_diff/{row.metric}/{row.reference}_vs_{row.other}"
+        out.update({base: row.rel_diff, f"{base}/ci_lo": row.ci_lo, f"{base}/ci_hi": row.ci_hi})
+    for row in result.correlations.itertuples():
+        out.update({f"pearson_r/{row.measure}": row.pearson_r, f"spearman_rho/{row.measure}": row.spearman_rho,
+                    f"partial_r/{row.measure}": row.partial_r})
+    for row in result.alpha_trend.itertuples():
+        out[f"alpha_spearman/{row.param}"] = row.spearman_rho
+    return {_METRIC_KEY.sub("_", k): float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def _log(client, run_id: str, report: Report, *, metric: str, n_boot: int, ci: float, seed: int) -> None:
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    params = [Param("metric", metric), Param("n_boot", str(n_boot)), Param("ci", str(ci)), Param("seed", str(seed)),
+              Param("variant_columns", ",".join(c[len("params."):] for c in report.result.variant_columns) or "-")]
+    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report.result).items()]
+    for i in range(0, max(len(metrics), 1), 900):
+        client.log_batch(run_id, metrics=metrics[i:i + 900], params=params if i == 0 else [])
+    client.log_artifacts(run_id, str(report.out_dir))
+    client.set_terminated(run_id, "FINISHED")

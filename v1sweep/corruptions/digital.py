@@ -1,0 +1,98 @@
+"""Digital corruptions: contrast, elastic transform, pixelate, JPEG, saturate."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from v1sweep.corruptions import ops
+from v1sweep.corruptions.base import register
+from v1sweep.corruptions.rng import CounterRNG
+
+
+@register("contrast")
+def contrast(x: Tensor, c: float, rng: CounterRNG) -> Tensor:
+    """(x - m) * c + m with m the per-image, per-channel mean."""
+    m = x.mean(dim=(-2, -1), keepdim=True)
+    return (x - m) * c + m
+
+
+@register("saturate")
+def saturate(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
+    """HSV saturation S * a + b, clipped to [0, 1]. At fixed hue and value every channel is
+    V * (1 - S * w(hue)), so the HSV round trip is closed-form; gray pixels have hue 0 (red), as
+    in skimage, so an offset b > 0 tints them red."""
+    a, offset = p
+    v = x.amax(1, keepdim=True)
+    mn = x.amin(1, keepdim=True)
+    delta = v - mn
+    s = torch.where(v > 0, delta / v.clamp_min(1e-12), torch.zeros_like(v))
+    s_new = (s * a + offset).clamp(0.0, 1.0)
+    colored = v - (v - x) * (s_new / s.clamp_min(1e-12))
+    gray_w = torch.tensor([0.0, 1.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    gray = v * (1 - s_new * gray_w)
+    return torch.where(delta > 0, colored, gray)
+
+
+@register("pixelate")
+def pixelate(x: Tensor, c: float, rng: CounterRNG) -> Tensor:
+    """PIL BOX resize to int(size * c), then BOX resize back (nearest-like upsampling)."""
+    h, w = x.shape[-2:]
+    small = ops.pil_box_resize(x, (max(1, int(h * c)), max(1, int(w * c))))
+    return ops.pil_box_resize(small, (h, w))
+
+
+@register("jpeg_compression")
+def jpeg_compression(x: Tensor, quality: int, rng: CounterRNG) -> Tensor:
+    """Encode and decode each image as JPEG at `quality` (libjpeg via torchvision, on the CPU;
+    byte-identical to PIL's default encoder: 4:2:0 chroma subsampling, standard tables)."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    u8 = (x.clamp(0, 1) * 255).round_().to(torch.uint8).cpu()
+    decoded = [decode_jpeg(encode_jpeg(img, quality=int(quality))) for img in u8]
+    return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
+
+
+def _affine_inverse(m: Tensor) -> Tensor:
+    """Inverse of (B, 2, 3) affine maps."""
+    a = m[:, :, :2]
+    inv = torch.linalg.inv(a)
+    t = -(inv @ m[:, :, 2:])
+    return torch.cat([inv, t], dim=2)
+
+
+@register("elastic_transform")
+def elastic_transform(x: Tensor, p: tuple[float, float, float], rng: CounterRNG) -> Tensor:
+    """Random affine (three points moved by U(-affine, affine), cv2.warpAffine bilinear with
+    reflect-101 border), then a displacement field of U(-1, 1) noise smoothed by a Gaussian
+    (sigma, truncate 3, symmetric border) times alpha, sampled bilinearly with a symmetric border
+    (scipy map_coordinates mode='reflect'). alpha, sigma, affine are fractions of the image size."""
+    b, c, h, w = x.shape
+    size = max(h, w)
+    alpha, sigma, affine = p[0] * size, p[1] * size, p[2] * size
+    dev = x.device
+    # --- random affine, as cv2.getAffineTransform(pts1, pts2) + warpAffine
+    center = torch.tensor([h // 2, w // 2], dtype=torch.float64)
+    square = min(h, w) // 3
+    pts1 = torch.stack([center + square, torch.stack([center[0] + square, center[1] - square]), center - square])
+    pts2 = pts1.unsqueeze(0) + rng.uniform("affine", (3, 2), -affine, affine).to(torch.float64).cpu()
+    src = torch.cat([pts1, torch.ones(3, 1, dtype=torch.float64)], 1)  # (3, 3) rows [x, y, 1]
+    fwd = torch.linalg.solve(src.unsqueeze(0).expand(b, 3, 3), pts2).transpose(1, 2)  # (B, 2, 3)
+    inv = _affine_inverse(fwd).to(device=dev, dtype=torch.float32)
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
+                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
+    src_xy = (pix @ inv.transpose(1, 2)).view(b, h, w, 2)  # source (x, y) of every output pixel
+    norm = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=dev)
+    grid = src_xy * norm - 1.0
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    # --- smoothed random displacement
+    if alpha == 0:
+        return x
+    field = rng.uniform("field", (2, h, w), -1.0, 1.0)
+    field = ops.gaussian_filter(field, sigma, mode="symmetric", truncate=3.0) * alpha
+    dx, dy = field[:, 0], field[:, 1]
+    gx = (xs + dx + 0.5) * (2.0 / w) - 1.0  # align_corners=False pixel centres
+    gy = (ys + dy + 0.5) * (2.0 / h) - 1.0
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="reflection",
+                         align_corners=False)

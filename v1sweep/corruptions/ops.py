@@ -1,0 +1,207 @@
+"""Batched image operations the corruptions share: padding modes, filters, resampling, line blur.
+
+Images are (B, C, H, W) float tensors. Border modes are named after their numpy/OpenCV meaning:
+`reflect101` (OpenCV default, scipy 'mirror': dcb|abcd|cba), `symmetric` (scipy 'reflect':
+dcba|abcd|dcba) and `edge` (scipy 'nearest', ImageMagick's edge virtual pixels).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PAD_MODES = ("reflect101", "symmetric", "edge")
+
+
+def pad_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Source index of every position of an axis of length n padded by (before, after)."""
+    i = np.arange(-before, n + after)
+    if mode == "edge" or n == 1:
+        return np.clip(i, 0, n - 1)
+    if mode == "symmetric":
+        i = np.mod(i, 2 * n)
+        return np.where(i >= n, 2 * n - 1 - i, i)
+    if mode == "reflect101":
+        i = np.mod(i, 2 * n - 2)
+        return np.where(i >= n, 2 * n - 2 - i, i)
+    raise ValueError(f"unknown pad mode {mode!r}; valid: {', '.join(PAD_MODES)}")
+
+
+def pad2d(x: Tensor, ph: int, pw: int, mode: str) -> Tensor:
+    """Pad the last two axes by ph rows and pw columns on each side."""
+    if ph:
+        x = x.index_select(-2, torch.as_tensor(pad_index(x.shape[-2], ph, ph, mode), device=x.device))
+    if pw:
+        x = x.index_select(-1, torch.as_tensor(pad_index(x.shape[-1], pw, pw, mode), device=x.device))
+    return x
+
+
+def scipy_gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The 1-D kernel of scipy.ndimage.gaussian_filter (radius int(truncate*sigma + 0.5))."""
+    if sigma <= 1e-15:
+        return np.ones(1)
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
+    """The 1-D kernel of cv2.getGaussianKernel for sigma > 0."""
+    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
+    w = np.exp(-(x ** 2) / (2 * sigma * sigma))
+    return w / w.sum()
+
+
+def conv2d(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:
+    """Correlate every channel with the same 2-D kernel (odd sizes), border `mode`."""
+    kh, kw = kernel.shape
+    b, c, h, w = x.shape
+    xp = pad2d(x, kh // 2, kw // 2, mode).reshape(b * c, 1, h + kh - 1, w + kw - 1)
+    weight = torch.as_tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, kh, kw)
+    return F.conv2d(xp, weight).view(b, c, h, w)
+
+
+def sep_conv(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:
+    """Correlate every channel with `kernel` along rows and then columns."""
+    k = len(kernel)
+    if k == 1:
+        return x * float(kernel[0])
+    b, c, h, w = x.shape
+    weight = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
+    y = pad2d(x, k // 2, 0, mode).reshape(b * c, 1, h + k - 1, w)
+    y = F.conv2d(y, weight.view(1, 1, k, 1)).view(b, c, h, w)
+    y = pad2d(y, 0, k // 2, mode).reshape(b * c, 1, h, w + k - 1)
+    return F.conv2d(y, weight.view(1, 1, 1, k)).view(b, c, h, w)
+
+
+def gaussian_filter(x: Tensor, sigma: float, mode: str = "edge", truncate: float = 4.0) -> Tensor:
+    """scipy.ndimage.gaussian_filter over the two spatial axes (skimage.filters.gaussian's defaults)."""
+    return sep_conv(x, scipy_gaussian_kernel(sigma, truncate), mode)
+
+
+def box_blur3(x: Tensor) -> Tensor:
+    """cv2.blur(x, (3, 3)) with its default reflect-101 border."""
+    return sep_conv(x, np.full(3, 1.0 / 3.0), "reflect101")
+
+
+# ---------------------------------------------------------------- resampling as sparse taps
+Taps = tuple[np.ndarray, np.ndarray]  # (index (n_out, T) int64, weight (n_out, T) float64)
+
+
+def apply_taps(x: Tensor, taps: Taps, axis: int) -> Tensor:
+    """out[..., o, ...] = sum_t weight[o, t] * x[..., index[o, t], ...] along `axis` (-1 or -2)."""
+    index, weight = taps
+    idx = torch.as_tensor(index, device=x.device)
+    wts = torch.as_tensor(weight, dtype=x.dtype, device=x.device)
+    out = None
+    for t in range(index.shape[1]):
+        w = wts[:, t] if axis == -1 else wts[:, t].unsqueeze(1)
+        term = x.index_select(axis, idx[:, t]) * w
+        out = term if out is None else out.add_(term)
+    return out
+
+
+def resample2d(x: Tensor, taps_h: Taps, taps_w: Taps) -> Tensor:
+    return apply_taps(apply_taps(x, taps_h, -2), taps_w, -1)
+
+
+@lru_cache(maxsize=256)
+def clipped_zoom_taps(n: int, zoom: float) -> Taps:
+    """Taps of the published `clipped_zoom` along one axis of length n.
+
+    Centre crop of ceil(n / zoom) pixels, scipy.ndimage.zoom (order 1, corner-aligned grid) to
+    round(crop * zoom) pixels, then the centre n pixels of that.
+    """
+    ch = int(np.ceil(n / zoom))
+    top = (n - ch) // 2
+    m = int(round(ch * zoom))
+    trim = (m - n) // 2
+    scale = (ch - 1) / (m - 1) if m > 1 else 0.0
+    coord = (np.arange(n) + trim) * scale
+    i0 = np.clip(np.floor(coord).astype(np.int64), 0, ch - 1)
+    frac = coord - i0
+    i1 = np.minimum(i0 + 1, ch - 1)
+    return np.stack([i0 + top, i1 + top], 1), np.stack([1 - frac, frac], 1)
+
+
+def clipped_zoom(x: Tensor, zoom: float) -> Tensor:
+    h, w = x.shape[-2:]
+    return resample2d(x, clipped_zoom_taps(h, float(zoom)), clipped_zoom_taps(w, float(zoom)))
+
+
+@lru_cache(maxsize=256)
+def pil_box_taps(n_in: int, n_out: int) -> Taps:
+    """Coefficients of PIL's BOX resampling (Resample.c precompute_coeffs) from n_in to n_out."""
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    rows = []
+    for xx in range(n_out):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), n_in)
+        ws = []
+        for xi in range(xmin, xmax):
+            arg = (xi - center + 0.5) / filterscale
+            ws.append((xi, 1.0 if -0.5 < arg <= 0.5 else 0.0))
+        total = sum(w for _, w in ws)
+        rows.append([(i, w / total) for i, w in ws if w > 0])
+    width = max(len(r) for r in rows)
+    index = np.zeros((n_out, width), dtype=np.int64)
+    weight = np.zeros((n_out, width))
+    for o, r in enumerate(rows):
+        for t, (i, w) in enumerate(r):
+            index[o, t], weight[o, t] = i, w
+    return index, weight
+
+
+def pil_box_resize(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    h, w = x.shape[-2:]
+    return resample2d(x, pil_box_taps(h, size_hw[0]), pil_box_taps(w, size_hw[1]))
+
+
+# ---------------------------------------------------------------- motion (line) blur
+def line_blur(x: Tensor, radius: int, sigma: float, angles_deg: Tensor) -> Tensor:
+    """ImageMagick-style motion blur with one angle per image.
+
+    A one-sided Gaussian-weighted line of width 2*radius + 1 taps: output(x, y) =
+    sum_i k_i * input(x + round(i cos a), y + round(i sin a)), edge virtual pixels.
+    """
+    b, c, h, w = x.shape
+    width = 2 * int(math.ceil(radius)) + 1
+    i = torch.arange(width, dtype=torch.float64, device=x.device)
+    kernel = torch.exp(-(i * i) / (2 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    a = torch.deg2rad(angles_deg.to(torch.float64, copy=True)).to(x.device)
+    # ImageMagick: offset = ceil(i * cos(a) - 0.5), ceil(i * sin(a) - 0.5)
+    ox = torch.ceil(i[None, :] * torch.cos(a)[:, None] - 0.5).to(torch.int64)  # (B, width)
+    oy = torch.ceil(i[None, :] * torch.sin(a)[:, None] - 0.5).to(torch.int64)
+    ys = torch.arange(h, device=x.device)
+    xs = torch.arange(w, device=x.device)
+    flat = x.reshape(b, c, h * w)
+    out = torch.zeros_like(flat)
+    for t in range(width):
+        yy = (ys[None, :] + oy[:, t:t + 1]).clamp_(0, h - 1)  # (B, H)
+        xx = (xs[None, :] + ox[:, t:t + 1]).clamp_(0, w - 1)  # (B, W)
+        idx = (yy[:, :, None] * w + xx[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+        out.add_(torch.gather(flat, 2, idx), alpha=float(kernel[t]))
+    return out.view(b, c, h, w)
+
+
+def rgb_to_gray(x: Tensor) -> Tensor:
+    """cv2.COLOR_RGB2GRAY weights; (B, 3, H, W) -> (B, 1, H, W)."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def quantize_uint8(x: Tensor, how: str = "round") -> Tensor:
+    """Values k/255 as after a uint8 round trip (`floor` = numpy astype(uint8) truncation)."""
+    y = x.clamp(0, 1) * 255
+    # floor: a 1e-3 guard keeps values that are integers up to float rounding (a blurred flat
+    # patch) on their integer, as float64 arithmetic would
+    y = torch.floor(y + 1e-3) if how == "floor" else torch.round(y)
+    return y / 255

@@ -1,0 +1,173 @@
+"""Counter-based random numbers: each value is a hash of (seed, corruption, severity, image index,
+stream, element), so a corrupted image never depends on batch size, batch order or device.
+
+A stateful generator (torch.Generator) would tie image i's noise to the images drawn before it.
+Here every value is a pure function of its coordinates, computed with a 32-bit integer hash
+(two rounds of Wellons' `lowbias32`) in int32 tensor arithmetic, which runs identically on CPU
+and CUDA. Uniforms carry 24 bits; normals come from Box-Muller; Poisson draws use inversion
+(rate < 10) and Hormann's PTRS rejection (rate >= 10), the same split numpy makes.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+from torch import Tensor
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _i32(value: int) -> int:
+    """An unsigned 32-bit constant as the signed int32 with the same bits."""
+    value &= _MASK32
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+_C1 = _i32(0x7FEB352D)
+_C2 = _i32(0x846CA68B)
+
+
+def _mix(x: Tensor) -> Tensor:
+    """lowbias32 on int32 tensors (logical shifts emulated by masking); returns a new tensor."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x.mul_(_C1)
+    x.bitwise_xor_((x >> 15) & 0x1FFFF)
+    x.mul_(_C2)
+    x.bitwise_xor_((x >> 16) & 0xFFFF)
+    return x
+
+
+def _words(*parts: object) -> tuple[int, ...]:
+    """Four signed 32-bit words from a stable (process-independent) hash of `parts`."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).digest()
+    return tuple(_i32(int.from_bytes(digest[i:i + 4], "little")) for i in range(0, 16, 4))
+
+
+class CounterRNG:
+    """Random numbers for a batch of images with dataset indices `indices`.
+
+    `stream` separates independent draws of one corruption (e.g. the two axes of a field);
+    the element counter is the flat position inside the per-image `shape`.
+    """
+
+    def __init__(self, seed: int, name: str, severity: int, indices: Tensor, device: torch.device | str) -> None:
+        self.key = (int(seed), str(name), int(severity))
+        self.device = torch.device(device)
+        self.indices = indices.to(device=self.device, dtype=torch.int64)
+        if self.indices.numel() and (int(self.indices.min()) < 0 or int(self.indices.max()) >= 2**31):
+            raise ValueError("image indices must lie in [0, 2**31)")
+        self.batch = int(self.indices.numel())
+
+    def _image_hashes(self, stream: int | str) -> tuple[Tensor, Tensor, int]:
+        k0, k1, k2, k3 = _words(*self.key, stream)
+        idx = self.indices.to(torch.int32)
+        a = _mix(idx ^ k0)
+        a = _mix(a + k1)
+        b = _mix(a ^ k2)
+        return a, b, k3
+
+    def bits(self, stream: int | str, shape: tuple[int, ...]) -> Tensor:
+        """(B, *shape) int32 hashes, one per image and element."""
+        n = math.prod(shape)
+        a, b, k3 = self._image_hashes(stream)
+        counter = _mix(torch.arange(n, device=self.device, dtype=torch.int32) ^ k3)
+        x = _mix(counter.unsqueeze(0) ^ a.unsqueeze(1))
+        x = _mix(x.add_(b.unsqueeze(1)))
+        return x.view(self.batch, *shape)
+
+    def bits_at(self, stream: int | str, rows: Tensor, elements: Tensor) -> Tensor:
+        """Hashes for selected (image row, element) pairs; equals `bits(stream, ...)` there."""
+        a, b, k3 = self._image_hashes(stream)
+        counter = _mix(elements.to(torch.int32) ^ k3)
+        x = _mix(counter ^ a[rows])
+        return _mix(x.add_(b[rows]))
+
+    @staticmethod
+    def _to_unit(bits: Tensor) -> Tensor:
+        """int32 hashes -> float32 uniforms strictly inside (0, 1), 24-bit resolution."""
+        return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+
+    def uniform(self, stream: int | str, shape: tuple[int, ...], low: float = 0.0, high: float = 1.0) -> Tensor:
+        u = self._to_unit(self.bits(stream, shape))
+        if low != 0.0 or high != 1.0:
+            u = u.mul_(high - low).add_(low)
+        return u
+
+    def randint(self, stream: int | str, shape: tuple[int, ...], low: int, high: int) -> Tensor:
+        """Integers in [low, high) (int64), like numpy's randint."""
+        u = self._to_unit(self.bits(stream, shape))
+        return (u * (high - low)).floor_().to(torch.int64).clamp_(max=high - low - 1) + low
+
+    def normal(self, stream: int | str, shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Box-Muller normals; both outputs of each pair are used."""
+        n = math.prod(shape)
+        half = (n + 1) // 2
+        u = self._to_unit(self.bits(stream, (2, half)))
+        r = torch.sqrt(-2.0 * torch.log(u[:, 0]))
+        theta = (2.0 * math.pi) * u[:, 1]
+        z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :n]
+        if std != 1.0:
+            z = z.mul_(std)
+        if mean != 0.0:
+            z = z.add_(mean)
+        return z.reshape(self.batch, *shape)
+
+    def poisson(self, stream: int | str, rate: Tensor) -> Tensor:
+        """Poisson draws with per-element rates `rate` (B, ...) >= 0, as float32 counts."""
+        shape = rate.shape
+        lam = rate.reshape(self.batch, -1).to(torch.float64)
+        n = lam.shape[1]
+        out = torch.zeros_like(lam)
+        small = lam < 10.0
+        # inversion for small rates: smallest k with CDF(k) >= u (one uniform per element)
+        rows, cols = torch.nonzero(small, as_tuple=True)
+        if rows.numel():
+            ls = lam[rows, cols]
+            u = self._to_unit(self.bits_at(f"{stream}/inv", rows, cols)).to(torch.float64)
+            p = torch.exp(-ls)
+            cdf = p.clone()
+            k = torch.zeros_like(ls)
+            for i in range(1, 64):
+                more = u > cdf
+                if not bool(more.any()):
+                    break
+                k += more
+                p = p * ls / i
+                cdf = cdf + p
+            out[rows, cols] = k
+        rows, cols = torch.nonzero(~small, as_tuple=True)
+        flat = rows * n + cols
+        lam_big = lam[rows, cols]
+        round_ = 0
+        while rows.numel():
+            k, accepted = _ptrs_round(lam_big,
+                                      self._to_unit(self.bits_at(f"{stream}/ptrs{round_}u", rows, cols)),
+                                      self._to_unit(self.bits_at(f"{stream}/ptrs{round_}v", rows, cols)))
+            out.view(-1)[flat[accepted]] = k[accepted]
+            keep = ~accepted
+            rows, cols, flat, lam_big = rows[keep], cols[keep], flat[keep], lam_big[keep]
+            round_ += 1
+            if round_ > 1000:  # acceptance is > 0.8 per round; never reached in practice
+                raise RuntimeError("Poisson sampler did not converge")
+        return out.to(torch.float32).reshape(shape)
+
+
+def _ptrs_round(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """One round of Hormann's transformed rejection with squeeze (PTRS) for rates >= 10."""
+    slam = torch.sqrt(lam)
+    loglam = torch.log(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    invalpha = 1.1239 + 1.1328 / (b - 3.4)
+    vr = 0.9277 - 3.6224 / (b - 2)
+    u = u01.to(torch.float64) - 0.5
+    v = v.to(torch.float64)
+    us = 0.5 - u.abs()
+    k = torch.floor((2 * a / us + b) * u + lam + 0.43)
+    quick = (us >= 0.07) & (v <= vr)
+    valid = (k >= 0) & ~((us < 0.013) & (v > us))
+    lhs = torch.log(v) + torch.log(invalpha) - torch.log(a / (us * us) + b)
+    rhs = -lam + k * loglam - torch.lgamma(k + 1)
+    accepted = quick | (valid & (lhs <= rhs))
+    return k, accepted

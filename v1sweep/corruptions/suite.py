@@ -1,0 +1,96 @@
+"""The corruption suite: `list_corruptions()` and `apply(images, name, severity, seed, indices)`.
+
+Every corruption works on a whole batch at once, on whatever device the batch is on. Random
+corruptions draw from a counter-based generator keyed by (seed, name, severity, dataset index of
+the image), so an image's corruption is the same in any batch, in any order, at any batch size.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from v1sweep.corruptions import blur, digital, noise, spatter, weather  # noqa: F401  (fill the registry)
+from v1sweep.corruptions.base import REGISTRY
+from v1sweep.corruptions.catalog import CORRUPTIONS, SEVERITIES
+from v1sweep.corruptions.params import get_params
+from v1sweep.corruptions.rng import CounterRNG
+
+assert list(REGISTRY.names()) and set(REGISTRY.names()) == set(CORRUPTIONS), \
+    set(REGISTRY.names()) ^ set(CORRUPTIONS)
+
+
+def list_corruptions() -> list[str]:
+    """The 19 corruption names in catalog order (15 benchmark corruptions, then the 4 extras)."""
+    return list(CORRUPTIONS)
+
+
+def check_name(name: str) -> str:
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
+    return name
+
+
+def check_severity(severity: int) -> int:
+    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in SEVERITIES:
+        raise ValueError(f"severity must be an integer in 1-5, got {severity!r}")
+    return severity
+
+
+def check_images(images: Tensor) -> None:
+    """ValueError unless `images` is a float (B, 3, H, W) tensor with values in [0, 1]."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[2] < 4 or images.shape[3] < 4:
+        raise ValueError(f"images must be at least 4 x 4 pixels, got {tuple(images.shape[2:])}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point in [0, 1], got dtype {images.dtype} "
+                         "(convert uint8 with images.float() / 255)")
+    if images.numel():
+        lo, hi = torch.aminmax(images.detach())
+        if bool(torch.isnan(lo) | torch.isnan(hi)):
+            raise ValueError("images contain NaN")
+        if float(lo) < 0.0 or float(hi) > 1.0:
+            raise ValueError(f"images must lie in [0, 1], got values in [{float(lo):.4g}, {float(hi):.4g}]")
+
+
+def _indices(indices: Sequence[int] | Tensor | None, batch: int) -> Tensor:
+    if indices is None:
+        return torch.arange(batch, dtype=torch.int64)
+    idx = torch.as_tensor(indices)
+    if idx.dim() != 1 or idx.numel() != batch:
+        raise ValueError(f"indices must be a 1-D sequence of {batch} dataset indices, got shape {tuple(idx.shape)}")
+    if idx.is_floating_point() or idx.dtype == torch.bool:
+        raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
+    if batch and int(idx.min()) < 0:
+        raise ValueError("indices must be non-negative")
+    return idx.to(torch.int64)
+
+
+def apply(images: Tensor, name: str, severity: int, seed: int = 0,
+          indices: Sequence[int] | Tensor | None = None, *, table: str | None = None) -> Tensor:
+    """Corrupt a float (B, 3, H, W) batch in [0, 1]; returns a tensor of the same shape and dtype.
+
+    `indices` are the dataset indices of the images (default 0..B-1): they, `seed`, `name` and
+    `severity` fix each image's randomness. `table` forces a parameter table ('cifar10' or
+    'tinyimagenet'); by default it follows the image size (see `params.table_for`).
+    """
+    check_name(name)
+    check_severity(severity)
+    check_images(images)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    idx = _indices(indices, images.shape[0])
+    if images.shape[0] == 0:
+        return images.clone()
+    h, w = images.shape[-2:]
+    param = get_params(name, severity, max(h, w), table)
+    rng = CounterRNG(seed, name, severity, idx, images.device)
+    with torch.no_grad():
+        x = images.detach().to(torch.float32).contiguous()
+        out = REGISTRY.get(name)(x, param, rng)
+        out = out.clamp(0.0, 1.0)  # never in place: `out` may share memory with `images`
+    return out.to(images.dtype)

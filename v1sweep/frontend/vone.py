@@ -1,0 +1,218 @@
+"""`VOneBlock`: a fixed V1-like front-end (simple + complex Gabor cells, optional noise).
+
+Published formulation (Dapello et al. 2020, VOneNet): every unit convolves all three colour channels
+with a kernel that is zero except on its own colour, and both filters of the quadrature pair are
+computed for every unit. That spends ~4x the arithmetic needed. Here each unit's filter reads only
+its colour: units are grouped by colour and each group is one single-input-channel convolution,
+and the quadrature (phase + 90 deg) filter exists only for complex units. The output is identical
+(up to float rounding) and keeps the RFParams channel order: simple units first, then complex.
+
+`k_exc` (and the 1/sqrt(2) of the energy model) are folded into the convolution weights, which is
+exact since relu(k y) = k relu(y) and sqrt((k a)^2 + (k b)^2) = k sqrt(a^2 + b^2) for k >= 0.
+The unscaled kernels (published convention, comparable with VOneNet weights) stay available as the
+buffers `kernels` (phase filter of every unit) and `kernels_quadrature` (complex units only).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from v1sweep.frontend.gabor import check_rf, gabor_kernels, pixels_per_degree
+from v1sweep.rf.params import RFParams
+
+NOISE_MODES = ("none", "gaussian", "neuronal")
+IMPLS = ("split", "grouped")
+# Published VOneNet: `eps = 10e-5` inside the square root of the Poisson-like noise.
+NEURONAL_EPS = 1e-4
+
+
+def _rebuild_after_load(module: "VOneBlock", incompatible_keys: object) -> None:
+    module._build_conv_weights()
+
+
+class VOneBlock(nn.Module):
+    """V1 front-end from `rf`: (B, 3, H, W) -> (B, n_simple + n_complex, ceil(H/stride), ceil(W/stride)).
+
+    simple = k_exc * relu(g_phase * x); complex = k_exc * sqrt((g_phase * x)^2 + (g_phase+90 * x)^2) / sqrt(2),
+    where `*` is a convolution over the unit's colour channel with padding ksize // 2.
+
+    Noise (applied in train and eval mode alike, as published; freeze it with `freeze_noise`):
+    - ``gaussian``: relu(r + noise_scale * N(0, 1)).
+    - ``neuronal`` (Poisson-like, published VOneBlock.noise_f): the response is mapped to a rate
+      u = noise_scale * r + noise_level, perturbed with Gaussian noise of variance ~ rate,
+      u' = u + N(0, 1) * sqrt(relu(u) + 1e-4), mapped back r' = (u' - noise_level) / noise_scale
+      and rectified: relu(r'). The published code undoes both the offset and the scale.
+
+    `impl`: ``split`` (one single-channel convolution per colour; fastest on CPU) or ``grouped``
+    (one grouped convolution, colour groups zero-padded to equal size). Both give the same output.
+    """
+
+    def __init__(self, rf: RFParams, *, image_size: int, visual_degrees: float, ksize: int, stride: int,
+                 k_exc: float, noise: str = "none", noise_scale: float = 0.35, noise_level: float = 0.07,
+                 impl: str = "split") -> None:
+        super().__init__()
+        if not isinstance(ksize, (int, np.integer)) or ksize < 1 or ksize % 2 == 0:
+            raise ValueError(f"ksize must be a positive odd number of pixels, got {ksize!r}")
+        if not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        if not isinstance(image_size, (int, np.integer)) or image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+        if not (math.isfinite(k_exc) and k_exc >= 0):
+            raise ValueError(f"k_exc must be finite and >= 0, got {k_exc}")
+        if noise not in NOISE_MODES:
+            raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_MODES)}")
+        if not (noise_scale >= 0 and noise_level >= 0):
+            raise ValueError(f"noise_scale and noise_level must be >= 0, got {noise_scale}, {noise_level}")
+        if noise == "neuronal" and noise_scale == 0:
+            raise ValueError("noise 'neuronal' needs noise_scale > 0 (the response is divided by it)")
+        if impl not in IMPLS:
+            raise ValueError(f"unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
+        check_rf(rf, image_size, visual_degrees)
+        self.rf = rf
+        self.image_size = int(image_size)
+        self.visual_degrees = float(visual_degrees)
+        self.ppd = pixels_per_degree(image_size, visual_degrees)
+        self.ksize = int(ksize)
+        self.stride = int(stride)
+        self.k_exc = float(k_exc)
+        self.noise = noise
+        self.noise_scale = float(noise_scale)
+        self.noise_level = float(noise_level)
+        self.impl = impl
+        self.n_simple = rf.n_simple
+        self.n_complex = rf.n_complex
+        self.out_channels = len(rf)
+        self._frozen_seed: int | None = None
+        self._frozen_noise: torch.Tensor | None = None
+
+        geometry = dict(image_size=image_size, visual_degrees=visual_degrees, ksize=self.ksize)
+        self.register_buffer("kernels", gabor_kernels(rf, **geometry))
+        quad = (gabor_kernels(rf.subset(rf.complex), phase_offset=90.0, **geometry) if self.n_complex
+                else torch.zeros(0, self.ksize, self.ksize))
+        self.register_buffer("kernels_quadrature", quad)
+
+        # Per colour: output positions of its simple units and of its complex units (RFParams order).
+        color = np.asarray(rf.color)
+        cplx = np.asarray(rf.complex, dtype=bool)
+        self._counts: list[tuple[int, int]] = []
+        for c in range(3):
+            simple_pos = np.flatnonzero(~cplx & (color == c))
+            complex_pos = np.flatnonzero(cplx & (color == c))
+            self._counts.append((len(simple_pos), len(complex_pos)))
+            self.register_buffer(f"_simple_pos{c}", torch.as_tensor(simple_pos, dtype=torch.long), persistent=False)
+            self.register_buffer(f"_complex_pos{c}", torch.as_tensor(complex_pos, dtype=torch.long), persistent=False)
+        self._build_conv_weights()
+        # Loading a state dict replaces `kernels`; the derived convolution weights follow.
+        self.register_load_state_dict_post_hook(_rebuild_after_load)
+
+    # ---------------------------------------------------------------- weights
+    def _build_conv_weights(self) -> None:
+        """Per-colour weights [simple phase; complex phase; complex quadrature] scaled by k_exc."""
+        kern, quad = self.kernels, self.kernels_quadrature
+        s_scale, c_scale = self.k_exc, self.k_exc / math.sqrt(2.0)
+        per_colour = []
+        for c in range(3):
+            spos, cpos = getattr(self, f"_simple_pos{c}"), getattr(self, f"_complex_pos{c}")
+            cpos = cpos.to(kern.device)
+            rows = torch.cat([kern[spos.to(kern.device)] * s_scale, kern[cpos] * c_scale,
+                              quad[cpos - self.n_simple] * c_scale])
+            per_colour.append(rows.unsqueeze(1).contiguous())  # (m_c, 1, k, k)
+        if self.impl == "split":
+            for c, w in enumerate(per_colour):
+                self.register_buffer(f"_weight{c}", w, persistent=False)
+        else:
+            width = max(w.shape[0] for w in per_colour)
+            padded = [F.pad(w, (0, 0, 0, 0, 0, 0, 0, width - w.shape[0])) for w in per_colour]
+            self._group_width = width
+            self.register_buffer("_weight", torch.cat(padded).contiguous(), persistent=False)
+
+    def _colour_responses(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Raw (scaled) filter responses, one (B, m_c, H', W') tensor per colour."""
+        pad = self.ksize // 2
+        if self.impl == "split":
+            out = []
+            for c in range(3):
+                w = getattr(self, f"_weight{c}")
+                if w.shape[0] == 0:
+                    out.append(None)
+                else:
+                    out.append(F.conv2d(x[:, c:c + 1], w, None, self.stride, pad))
+            return out
+        y = F.conv2d(x, self._weight, None, self.stride, pad, 1, 3)
+        m = self._group_width
+        return [y[:, c * m:(c + 1) * m] for c in range(3)]
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"VOneBlock expects (batch, 3, height, width) RGB images, got shape {tuple(x.shape)}")
+        if x.shape[2] != self.image_size or x.shape[3] != self.image_size:
+            raise ValueError(
+                f"VOneBlock was built for {self.image_size}x{self.image_size} px images (its spatial frequencies "
+                f"assume {self.ppd:g} px/deg), got {x.shape[2]}x{x.shape[3]}; build it with image_size matching the input")
+        responses = self._colour_responses(x)
+        ref = next(r for r in responses if r is not None)
+        out = ref.new_empty((x.shape[0], self.out_channels, ref.shape[2], ref.shape[3]))
+        for c, y in enumerate(responses):
+            n_s, n_c = self._counts[c]
+            if n_s:
+                out.index_copy_(1, getattr(self, f"_simple_pos{c}"), torch.relu(y[:, :n_s]))
+            if n_c:
+                out.index_copy_(1, getattr(self, f"_complex_pos{c}"),
+                                torch.hypot(y[:, n_s:n_s + n_c], y[:, n_s + n_c:n_s + 2 * n_c]))
+        return self._add_noise(out)
+
+    # ---------------------------------------------------------------- noise
+    def _add_noise(self, r: torch.Tensor) -> torch.Tensor:
+        if self.noise == "none":
+            return r
+        eps = self._standard_normal(r)
+        if self.noise == "gaussian":
+            return torch.relu(r + self.noise_scale * eps)
+        rate = r * self.noise_scale + self.noise_level
+        rate = rate + eps * torch.sqrt(torch.relu(rate) + NEURONAL_EPS)
+        return torch.relu((rate - self.noise_level) / self.noise_scale)
+
+    def _standard_normal(self, r: torch.Tensor) -> torch.Tensor:
+        if self._frozen_seed is None:
+            return torch.randn_like(r)
+        batch, shape = r.shape[0], tuple(r.shape[1:])
+        cache = self._frozen_noise
+        if cache is None or tuple(cache.shape[1:]) != shape or cache.shape[0] < batch:
+            have = 0 if cache is None or tuple(cache.shape[1:]) != shape else cache.shape[0]
+            new = [torch.randn(shape, generator=torch.Generator().manual_seed(self._sample_seed(i)))
+                   for i in range(have, batch)]
+            fresh = torch.stack(new).to(r.device)
+            cache = fresh if have == 0 else torch.cat([cache.to(r.device), fresh])
+        self._frozen_noise = cache.to(r.device)
+        return self._frozen_noise[:batch].to(r.dtype)
+
+    def _sample_seed(self, index: int) -> int:
+        return (int(self._frozen_seed) * 1_000_003 + index) % (2 ** 63)
+
+    def freeze_noise(self, seed: int = 0) -> None:
+        """Fix the noise: sample i of every batch gets the same draw (from `seed` and i) on any device.
+
+        The draws are cached (one response-sized tensor per sample position), so evaluation batches
+        see reproducible noise regardless of batch size or order.
+        """
+        self._frozen_seed = int(seed)
+        self._frozen_noise = None
+
+    def unfreeze_noise(self) -> None:
+        """Back to fresh noise on every forward (from torch's global generator)."""
+        self._frozen_seed = None
+        self._frozen_noise = None
+
+    @property
+    def noise_frozen(self) -> bool:
+        return self._frozen_seed is not None
+
+    def extra_repr(self) -> str:
+        return (f"simple={self.n_simple}, complex={self.n_complex}, image_size={self.image_size}, "
+                f"visual_degrees={self.visual_degrees:g}, ksize={self.ksize}, stride={self.stride}, "
+                f"k_exc={self.k_exc:g}, noise={self.noise!r}, impl={self.impl!r}")

@@ -1,0 +1,304 @@
+"""RF sampling strategies: published V1 tables, uniform controls and interpolations between them.
+
+Every strategy draws the same base random numbers in a fixed order from
+`np.random.default_rng(seed)` (PCG64), then maps them through per-property quantile functions:
+
+    u_ori   U(0,1)   orientation
+    z_sf    N(0,1)   SF        } Gaussian copula: z_nx' = r*z_sf + sqrt(1-r^2)*z_nx,
+    z_nx    N(0,1)   nx        } u = Phi(z) (r = 0 for uncoupled units)
+    u_ny    U(0,1)   ny (conditional quantile given the nx bin)
+    z_ny    N(0,1)   ny of unif2/unif3 (log10 ny ~ N(log10 nx, 0.22), clipped)
+    phase   U(0,1) * 360
+    color   integers in {0, 1, 2}
+    u_mix   U(0,1), 4 x n   mixture selections (ori, sf, nxny, coupling)
+
+A property's value is lerp(Q_unif(u), Q_bio(u), w) in its sampling space (degrees, log2 SF,
+log10 nx/ny) with w = alpha (quantile mode) or w = [u_mix < alpha] (mixture mode). So `unif1` is
+w = 0, `biological` is w = 1, and `interpolated` moves between them; results depend only on the
+seed and numpy's PCG64 stream, never on torch or global random state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from scipy.special import ndtr
+
+from v1sweep.registry import Registry
+from v1sweep.rf.custom import load_custom
+from v1sweep.rf.empirical import DEFAULT_PRESET, N_COLORS, Histogram, Preset, get_preset
+from v1sweep.rf.params import RFParams
+
+UNIF2_NY_SIGMA = 0.22  # log10 ny ~ Normal(log10 nx, 0.22) in the published UNIF2/UNIF3 code
+ALPHAS = ("alpha_ori", "alpha_sf", "alpha_nxny", "alpha_coupling")
+MODES = ("mixture", "quantile")
+COMMON_OPTIONS = ("preset", "sf_max")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to map the base draws: weight of the biological side per property, couplings."""
+
+    tables: Preset
+    alpha_ori: float = 1.0
+    alpha_sf: float = 1.0
+    alpha_nxny: float = 1.0
+    alpha_coupling: float = 1.0
+    mode: str = "mixture"
+    uniform_ny: str = "independent"  # or "gaussian" (unif2/unif3: ny around nx)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered sampling strategy: the options it accepts and how it builds its `Recipe`."""
+
+    name: str
+    options: tuple[str, ...]
+    recipe: Callable[[Preset, dict[str, Any]], Recipe]
+    doc: str
+
+
+STRATEGIES: Registry[Strategy] = Registry("RF sampling strategy")
+
+
+def _register(name: str, doc: str, extra: tuple[str, ...] = ()) -> Callable:
+    def decorator(fn: Callable[[Preset, dict[str, Any]], Recipe]) -> Callable:
+        STRATEGIES.register(name)(Strategy(name, COMMON_OPTIONS + extra, fn, doc))
+        return fn
+
+    return decorator
+
+
+@_register("biological", "published V1 tables (De Valois 1982a/b, Ringach 2002), sf-nx copula 0.75")
+def _biological(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    return Recipe(tables)
+
+
+def _unif1(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    return Recipe(tables, 0.0, 0.0, 0.0, 0.0)
+
+
+_register("unif1", "every property independent and uniform (log-uniform) over the biological ranges")(_unif1)
+_register("uniform", "alias of unif1")(_unif1)
+
+
+@_register("unif2", "unif1 + nx-ny coupling: log10 ny ~ Normal(log10 nx, 0.22), clipped to the range")
+def _unif2(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    return Recipe(tables, 0.0, 0.0, 0.0, 0.0, uniform_ny="gaussian")
+
+
+@_register("unif3", "unif2 + sf-nx Gaussian copula (correlation of the preset, 0.75)")
+def _unif3(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    return Recipe(tables, 0.0, 0.0, 0.0, 1.0, uniform_ny="gaussian")
+
+
+@_register("interpolated", "unif1 (alpha 0) -> biological (alpha 1); per-property alphas; mixture | quantile",
+           extra=("alpha",) + ALPHAS + ("mode",))
+def _interpolated(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    base = _alpha(opts, "alpha") if opts.get("alpha") is not None else None
+    alphas = {}
+    for name in ALPHAS:
+        if opts.get(name) is not None:
+            alphas[name] = _alpha(opts, name)
+        elif base is not None:
+            alphas[name] = base
+    missing = [name for name in ALPHAS if name not in alphas]
+    if missing:
+        raise ValueError(f"strategy 'interpolated' needs rf option 'alpha' (the default for every property) "
+                         f"or all of {', '.join(ALPHAS)}; missing: {', '.join(missing)}")
+    mode = opts.get("mode") or "mixture"
+    if mode not in MODES:
+        raise ValueError(f"rf option 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+    return Recipe(tables, mode=mode, **alphas)
+
+
+@_register("custom", "biological sampling from the histograms in the file given by option 'path'",
+           extra=("path",))
+def _custom(tables: Preset, opts: dict[str, Any]) -> Recipe:
+    if opts.get("path") is None:
+        raise ValueError("strategy 'custom' needs rf option 'path' (a YAML or CSV histogram file)")
+    return Recipe(load_custom(opts["path"], tables))
+
+
+def _alpha(opts: dict[str, Any], name: str) -> float:
+    value = opts[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"rf option {name!r} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"rf option {name!r} must lie in [0, 1], got {value}")
+    return float(value)
+
+
+def truncate_sf(hist: Histogram, sf_max: float, cell: str) -> Histogram:
+    """The histogram conditioned on SF <= sf_max: bins above are dropped, the straddling bin is cut
+    and keeps the log2-proportional share of its count (the density is log-uniform inside bins)."""
+    edges = np.asarray(hist.edges, dtype=np.float64)
+    if sf_max >= edges[-1]:
+        return hist
+    if sf_max <= edges[0]:
+        raise ValueError(f"rf option 'sf_max' ({sf_max} cpd) is at or below the lowest SF bin edge "
+                         f"{edges[0]} cpd of the {cell} table")
+    keep = int(np.searchsorted(edges, sf_max, side="left"))  # edges[:keep] < sf_max
+    new_edges = np.append(edges[:keep], sf_max)
+    counts = np.asarray(hist.counts, dtype=np.float64)[:keep].copy()
+    lo, hi = edges[keep - 1], edges[keep]
+    counts[-1] *= (math.log2(sf_max) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+    if counts.sum() <= 0:
+        raise ValueError(f"rf option 'sf_max' ({sf_max} cpd) leaves no {cell} units: the {cell} SF "
+                         f"table has no counts below it")
+    return Histogram(tuple(float(v) for v in new_edges), tuple(float(v) for v in counts))
+
+
+def quantile_rows(u: np.ndarray, edges_t: np.ndarray, probs: np.ndarray, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse CDF of histograms that are uniform inside bins (in the space of `edges_t`).
+
+    `probs` is (R, B); unit k uses row `rows[k]`. Returns the values and their bin indices; zero
+    bins are never chosen, rows without mass are treated as uniform.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    p = np.where(p.sum(1, keepdims=True) > 0, p, 1.0)
+    p = p / p.sum(1, keepdims=True)
+    cdf = np.concatenate([np.zeros((len(p), 1)), np.cumsum(p, axis=1)], axis=1)
+    cdf[:, -1] = 1.0
+    last = p.shape[1] - 1 - np.argmax(p[:, ::-1] > 0, axis=1)
+    c = cdf[rows]
+    idx = np.minimum((c[:, 1:-1] <= u[:, None]).sum(1), last[rows])
+    lo = c[np.arange(len(u)), idx]
+    t = np.clip((u - lo) / p[rows, idx], 0.0, 1.0)
+    return edges_t[idx] + t * (edges_t[idx + 1] - edges_t[idx]), idx
+
+
+def _quantile(u: np.ndarray, edges_t: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return quantile_rows(u, edges_t, np.asarray(probs)[None, :], np.zeros(len(u), dtype=np.int64))
+
+
+def _weight(alpha: float, u_mix: np.ndarray, mode: str) -> np.ndarray | float:
+    return (u_mix < alpha).astype(np.float64) if mode == "mixture" else alpha
+
+
+def _lerp(unif: np.ndarray, bio: np.ndarray, w: np.ndarray | float) -> np.ndarray:
+    return (1.0 - w) * unif + w * bio
+
+
+def draw(recipe: Recipe, n_simple: int, n_complex: int, seed: int) -> RFParams:
+    """Draw `n_simple + n_complex` units following `recipe` (see the module docstring)."""
+    t, mode = recipe.tables, recipe.mode
+    n = n_simple + n_complex
+    cx = np.zeros(n, dtype=bool)
+    cx[n_simple:] = True
+    rng = np.random.default_rng(seed)
+    u_ori = rng.random(n)
+    z_sf = rng.standard_normal(n)
+    z_nx = rng.standard_normal(n)
+    u_ny = rng.random(n)
+    z_ny = rng.standard_normal(n)
+    phase = np.minimum(rng.random(n) * 360.0, np.nextafter(360.0, 0.0))
+    color = rng.integers(0, N_COLORS, size=n, dtype=np.int64)
+    u_mix = rng.random((4, n))
+
+    # orientation: uniform on [0, 180) vs the De Valois bins (uniform inside), then wrapped
+    e = np.asarray(t.orientation.edges, dtype=np.float64)
+    ori_bio, _ = _quantile(u_ori, e, t.orientation.probs)
+    theta = np.mod(_lerp(180.0 * u_ori, ori_bio, _weight(recipe.alpha_ori, u_mix[0], mode)), 180.0)
+    theta = np.where(theta >= 180.0, 0.0, theta)
+
+    # sf-nx Gaussian copula: coupled units share correlation rho
+    if mode == "mixture":
+        rho = np.where(u_mix[3] < recipe.alpha_coupling, t.sf_nx_rho, 0.0)
+    else:
+        rho = np.full(n, recipe.alpha_coupling * t.sf_nx_rho)
+    u_sf = ndtr(z_sf)
+    u_nx = ndtr(rho * z_sf + np.sqrt(1.0 - rho ** 2) * z_nx)
+
+    # SF per cell type, log2-uniform inside bins
+    w_sf = _weight(recipe.alpha_sf, u_mix[1], mode)
+    log_sf = np.empty(n)
+    for is_complex in (False, True):
+        sel = cx == is_complex
+        if not sel.any():
+            continue
+        h = t.sf(is_complex)
+        e2 = np.log2(np.asarray(h.edges, dtype=np.float64))
+        bio, _ = _quantile(u_sf[sel], e2, h.probs)
+        unif = e2[0] + u_sf[sel] * (e2[-1] - e2[0])
+        log_sf[sel] = _lerp(unif, bio, w_sf if np.isscalar(w_sf) else w_sf[sel])
+    sf = np.exp2(log_sf)
+
+    # nx from the row marginal, ny from that row's conditional, log10-uniform inside bins
+    j = t.nxny
+    ex, ey = np.log10(np.asarray(j.nx_edges, float)), np.log10(np.asarray(j.ny_edges, float))
+    nx_bio, row = _quantile(u_nx, ex, j.probs.sum(1))
+    ny_bio, _ = quantile_rows(u_ny, ey, j.probs, row)
+    nx_unif = ex[0] + u_nx * (ex[-1] - ex[0])
+    if recipe.uniform_ny == "gaussian":
+        ny_unif = np.clip(nx_unif + UNIF2_NY_SIGMA * z_ny, ey[0], ey[-1])
+    else:
+        ny_unif = ey[0] + u_ny * (ey[-1] - ey[0])
+    w_n = _weight(recipe.alpha_nxny, u_mix[2], mode)
+    nx = 10.0 ** _lerp(nx_unif, nx_bio, w_n)
+    ny = 10.0 ** _lerp(ny_unif, ny_bio, w_n)
+    return RFParams(sf=sf, theta=theta, phase=phase, nx=nx, ny=ny, color=color, complex=cx)
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"rf option {name!r} must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"rf option {name!r} must be >= 0, got {value}")
+    return int(value)
+
+
+def get_strategy(strategy: str) -> Strategy:
+    try:
+        return STRATEGIES.get(strategy)
+    except ValueError as exc:
+        raise ValueError(f"rf option 'strategy': {exc}") from None
+
+
+def recipe_for(strategy: str, **options: Any) -> Recipe:
+    """Validate `options` for `strategy` and resolve its tables (preset, custom file, sf_max)."""
+    strat = get_strategy(strategy)
+    unknown = sorted(set(options) - set(strat.options))
+    if unknown:
+        raise ValueError(f"rf option(s) {', '.join(map(repr, unknown))} not accepted by strategy "
+                         f"{strategy!r}; it accepts: {', '.join(strat.options)}")
+    preset = get_preset(options.get("preset") or DEFAULT_PRESET)
+    recipe = strat.recipe(preset, options)
+    sf_max = options.get("sf_max")
+    if sf_max is not None:
+        if isinstance(sf_max, bool) or not isinstance(sf_max, (int, float, np.integer, np.floating)) \
+                or not sf_max > 0 or not math.isfinite(sf_max):
+            raise ValueError(f"rf option 'sf_max' must be a positive number of cycles/degree, got {sf_max!r}")
+        tables = recipe.tables
+        tables = dataclasses.replace(tables, sf_simple=truncate_sf(tables.sf_simple, float(sf_max), "simple"),
+                                     sf_complex=truncate_sf(tables.sf_complex, float(sf_max), "complex"))
+        recipe = dataclasses.replace(recipe, tables=tables)
+    return recipe
+
+
+def sample(strategy: str, n_simple: int, n_complex: int, seed: int, **options: Any) -> RFParams:
+    """Sample RF parameters of `n_simple` simple then `n_complex` complex units.
+
+    Options: `preset`, `sf_max` (all strategies); `alpha`, `alpha_ori`, `alpha_sf`, `alpha_nxny`,
+    `alpha_coupling`, `mode` (interpolated); `path` (custom). Same seed -> identical arrays.
+    """
+    n_simple, n_complex = _count(n_simple, "n_simple"), _count(n_complex, "n_complex")
+    if n_simple + n_complex == 0:
+        raise ValueError("rf options 'n_simple' and 'n_complex' are both 0; the V1 block needs >= 1 unit")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"rf option 'seed' must be an integer >= 0, got {seed!r}")
+    return draw(recipe_for(strategy, **options), n_simple, n_complex, int(seed))
+
+
+def list_strategies() -> list[str]:
+    """Names of the registered sampling strategies."""
+    return STRATEGIES.names()
+
+
+def describe_strategies() -> dict[str, str]:
+    """Name -> one-line description, for help texts."""
+    return {name: STRATEGIES.get(name).doc for name in STRATEGIES.names()}

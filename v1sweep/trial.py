@@ -1,0 +1,255 @@
+"""One trial, end to end, without Ray or MLflow: RF params -> model -> train -> evaluate -> summary.
+
+`run_trial(config, out_dir)` is what a sweep runs for every trial and what `v1sweep train` runs once.
+It writes into `out_dir`:
+
+- ``config.yaml``: the resolved trial config;
+- ``rf_params.csv`` and ``rf_histograms.png``: the sampled RF parameters (header only and no plot
+  for a plain baseline without the V1 block);
+- ``checkpoint.pt``: after every epoch; a rerun resumes from it (a checkpoint written for another
+  config is refused);
+- ``eval_table.csv``: accuracy per (corruption, severity);
+- ``summary.json``: resolved config, metrics, history, images/s, wall time, device, versions.
+
+A finished trial (``summary.json`` with status ``finished`` and the same config) is returned as
+stored, without retraining. If only the evaluation settings changed, the finished checkpoint is
+reused and only the evaluation runs again. This module must not import ray, mlflow or optuna.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from v1sweep.config import TrialConfig, to_dict, to_yaml
+from v1sweep.errors import TrialFailed
+from v1sweep.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
+from v1sweep.rf.params import FIELDS, RFParams
+from v1sweep.training import config_fingerprint, fit, resolve_device, seed_everything
+
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+Log = Callable[[str], Any]
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: final `metrics` (contract names), the full `summary`, the sampled `rf`."""
+
+    metrics: dict[str, float]
+    summary: dict[str, Any]
+    rf: RFParams | None
+    history: list[dict] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON); numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_json_safe(dict(data)), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def _config_key(config: TrialConfig) -> dict[str, Any]:
+    """The config as stored in a summary, minus the device (results do not depend on where they ran)."""
+    tree = to_dict(config)
+    tree["train"] = {k: v for k, v in tree["train"].items() if k != "device"}
+    return tree
+
+
+def versions() -> dict[str, str]:
+    from v1sweep import __version__
+
+    out = {"v1sweep": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "numpy": np.__version__}
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+def empty_rf() -> RFParams:
+    arrays = {f: np.zeros(0) for f in FIELDS}
+    arrays["color"] = np.zeros(0, dtype=np.int64)
+    arrays["complex"] = np.zeros(0, dtype=bool)
+    return RFParams(**arrays)
+
+
+def _finished_result(out_dir: Path, config: TrialConfig) -> TrialResult | None:
+    path = out_dir / SUMMARY
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if summary.get("status") != "finished" or summary.get("config_key") != _config_key(config):
+        return None
+    metrics = {k: (float("nan") if v is None else float(v)) for k, v in summary["metrics"].items()}
+    rf = None
+    if config.frontend.enabled and (out_dir / "rf_params.csv").exists():
+        rf = RFParams.from_csv(out_dir / "rf_params.csv")
+    table = read_table(out_dir / "eval_table.csv") if (out_dir / "eval_table.csv").exists() else []
+    return TrialResult(metrics=metrics, summary=summary, rf=rf, history=summary.get("history", []),
+                       table=table, out_dir=out_dir)
+
+
+# ----------------------------------------------------------------------------- the stages
+def sample_rf(config: TrialConfig) -> RFParams | None:
+    """The trial's RF parameters (None for a plain baseline without the V1 block)."""
+    if not config.frontend.enabled:
+        return None
+    from v1sweep.rf import sample
+
+    fe = config.frontend
+    return sample(config.rf.strategy, fe.n_simple, fe.n_complex, seed=config.rf.seed, sf_max=fe.sf_max,
+                  **config.rf.sampler_options())
+
+
+def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path, log: Log) -> dict[str, float]:
+    (rf if rf is not None else empty_rf()).to_csv(out_dir / "rf_params.csv")
+    if rf is None:
+        return {}
+    from v1sweep.rf.similarity import rf_similarity
+
+    sim = rf_similarity(rf, preset=config.rf.preset)
+    try:
+        from v1sweep.rf.plots import plot_rf_histograms
+
+        plot_rf_histograms(rf, out_dir / "rf_histograms.png", preset=config.rf.preset)
+    except ImportError as exc:  # matplotlib is optional on a bare GPU box
+        log(f"rf_histograms.png skipped ({exc})")
+    return sim
+
+
+def _make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Any:
+    from v1sweep.data.loader import Augment, BatchLoader
+
+    return BatchLoader(images, labels, config.train.batch_size, shuffle=True, seed=config.train.seed,
+                       device=device, augment=Augment.from_config(config.data))
+
+
+def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[int, dict], Any] | None = None,
+              log: Log | None = print) -> TrialResult:
+    """Run one trial into `out_dir` (see the module doc); returns metrics, summary and RF params.
+
+    Raises `TrialFailed` (reason ``diverged`` on a non-finite loss; a ``summary.json`` with status
+    ``failed`` is written first) and `ConfigError` for a checkpoint from another config.
+    """
+    log = log or (lambda _msg: None)
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = _finished_result(out_dir, config)
+    if done is not None:
+        log(f"trial {config.name!r} already finished in {out_dir}; returning the stored result")
+        return done
+
+    device = resolve_device(config.train.device)
+    (out_dir / "config.yaml").write_text(to_yaml(config))
+    rf = sample_rf(config)
+    metrics: dict[str, float] = dict(_write_rf_artifacts(rf, config, out_dir, log))
+
+    from v1sweep.data import load_dataset
+    from v1sweep.models import build_model
+
+    data = load_dataset(config.data)
+    num_classes = len(data.classes)
+    seed_everything(config.train.seed)  # weights: the training seed, not the Gabor seed
+    model = build_model(config, rf, num_classes).to(device)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"trial {config.name!r}: {config.data.dataset} {config.data.image_size} px, {len(data.train_labels)} "
+        f"train / {len(data.test_labels)} test images, {num_classes} classes; {config.model.backbone} "
+        f"{'with' if rf is not None else 'without'} V1 block ({n_params:,} trainable parameters); "
+        f"device {device_description(device)}")
+
+    test_images = data.test_images.to(device)
+    test_labels = data.test_labels.to(device)
+    loader = _make_loader(config, data.train_images, data.train_labels, device)
+    batch = config.eval.batch_size
+
+    def val_fn(m: torch.nn.Module) -> float:
+        return predict_topk(m, test_images, test_labels, batch_size=batch, device=device, k=1)["top1"]
+
+    ran: list[int] = []
+
+    def epoch_hook(epoch: int, epoch_metrics: dict) -> None:
+        ran.append(epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, epoch_metrics)
+
+    fp = config_fingerprint(config)
+    ckpt = out_dir / CHECKPOINT if config.train.checkpoint else None
+    try:
+        history = fit(model, loader, config=config.train, val_fn=val_fn, checkpoint_path=ckpt,
+                      on_epoch=epoch_hook, log=log, device=device, fingerprint=fp)
+    except TrialFailed as exc:
+        _write_json(out_dir / SUMMARY, {"name": config.name, "status": "failed", "reason": exc.reason,
+                                        "error": str(exc), "config": to_dict(config),
+                                        "config_key": _config_key(config), "config_fingerprint": fp,
+                                        "device": device_description(device), "versions": versions()})
+        raise
+
+    clean = evaluate_clean(model, test_images, test_labels, batch_size=batch, device=device)
+    metrics["clean_acc"], metrics["clean_top5"] = clean["clean_acc"], clean["clean_top5"]
+    log(f"clean accuracy {clean['clean_acc']:.4f} (top-5 {clean['clean_top5']:.4f}) on {clean['n']} images")
+    table: list[dict] = []
+    if config.eval.corruptions and config.eval.severities:
+        from v1sweep.corruptions import source_for
+
+        eval_start = time.perf_counter()
+        source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size)
+        table = evaluate_corruptions(model, source, batch_size=batch, device=device)
+        write_table(table, out_dir / "eval_table.csv")
+        metrics.update({k: v for k, v in summarize(table, clean["clean_acc"]).items() if k != "clean_acc"})
+        log(f"corruption accuracy {metrics['corruption_acc']:.4f} over {len(table)} (corruption, severity) "
+            f"pairs ({time.perf_counter() - eval_start:.1f} s)")
+
+    rates = [h["images_per_s"] for h in history]
+    metrics["train_images_per_s"] = float(np.median(rates)) if rates else float("nan")
+    earlier = sum(h.get("epoch_wall_s", 0.0) for h in history if h["epoch"] not in ran)
+    metrics["wall_time_s"] = time.perf_counter() - start + earlier
+    summary = {
+        "name": config.name, "status": "finished", "config": to_dict(config), "config_key": _config_key(config),
+        "config_fingerprint": fp, "metrics": metrics, "history": history,
+        "train_images_per_s": metrics["train_images_per_s"], "wall_time_s": metrics["wall_time_s"],
+        "epochs": len(history), "num_classes": num_classes,
+        "images": {"train": len(data.train_labels), "test": len(data.test_labels)},
+        "device": device_description(device), "versions": versions(), "command": " ".join(sys.argv),
+    }
+    _write_json(out_dir / SUMMARY, summary)
+    log(f"trial {config.name!r} finished in {metrics['wall_time_s']:.1f} s; summary in {out_dir / SUMMARY}")
+    return TrialResult(metrics=metrics, summary=summary, rf=rf, history=history, table=table, out_dir=out_dir)
