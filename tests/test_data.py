@@ -281,6 +281,20 @@ def test_tinyimagenet_official_layout(tmp_path):
         assert torch.bincount(ds.test_labels).tolist() == [2, 2, 2]
 
 
+def test_tinyimagenet_reorganised_val_folders(tmp_path):
+    root = tmp_path / "t"
+    write_tiny(root)
+    (root / "val/val_annotations.txt").unlink()
+    for f in (root / "val/images").iterdir():
+        f.unlink()
+    (root / "val/images").rmdir()
+    for w in WNIDS[:2]:
+        save(root / f"val/{w}/images/a.JPEG", np.full((64, 64, 3), COLOURS[w], np.uint8))
+    ds = load_dataset(cfg(dataset="tinyimagenet", path=str(root), image_size=16))
+    assert ds.test_labels.tolist() == [0, 1]
+    assert torch.equal(ds.test_labels, colour_labels(ds.test_images))
+
+
 def test_tinyimagenet_layout_errors(tmp_path):
     root = tmp_path / "t"
     write_tiny(root)
@@ -373,9 +387,10 @@ def test_cache_hit_and_invalidation_by_mtime(tmp_path, monkeypatch):
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 9_000_000_000))
     third = load_dataset(c)
     assert torch.equal(third.train_images[4], torch.from_numpy(new.transpose(2, 0, 1)))
-    # another image size is another cache entry
+    # stale entries of the same source are removed; another image size is another entry
+    assert len(list((tmp_path / "cache/datasets").glob("imagefolder-*.npz"))) == 1
     load_dataset(dataclasses.replace(c, image_size=4))
-    assert len(list((tmp_path / "cache/datasets").glob("imagefolder-*.npz"))) == 3
+    assert len(list((tmp_path / "cache/datasets").glob("imagefolder-*.npz"))) == 2
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path):

@@ -296,3 +296,19 @@ def test_empty_rf_is_rejected():
     empty = make_rf(0, 0)
     with pytest.raises(ValueError, match="no units"):
         VOneBlock(empty, image_size=16, visual_degrees=0.5, ksize=7, stride=1, k_exc=1.0)
+
+
+# ------------------------------------------------------------------------ integration with the samplers
+def test_block_from_sampled_rf_params_equals_naive():
+    try:
+        from v1sweep.rf import list_strategies, sample
+    except ImportError:
+        pytest.skip("v1sweep.rf.sample not available")
+    geom = dict(image_size=32, visual_degrees=1.0, ksize=9, stride=2, k_exc=25.0)  # Nyquist 16 cpd
+    x = torch.randn(2, 3, 32, 32)
+    for strategy in ("biological", "unif1"):
+        assert strategy in list_strategies()
+        rf = sample(strategy, 6, 6, seed=1)
+        out = VOneBlock(rf, **geom)(x)
+        assert out.shape == (2, 12, 16, 16)
+        assert rel_err(out, naive_vone(x, rf, **geom)) <= 1e-5

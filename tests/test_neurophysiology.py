@@ -190,6 +190,22 @@ def test_batching_does_not_change_responses():
     assert np.allclose(a[:, 0, k[0], k[1], k[2]], direct.numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("ksize,position", [(15, None), (15, (3, 12)), (41, (0, 15))])
+def test_fast_patch_path_equals_the_full_forward(ksize, position):
+    rng = np.random.default_rng(3)
+    n = 10
+    rf = RFParams(sf=rng.uniform(1, 6, n), theta=rng.uniform(0, 180, n), phase=rng.uniform(0, 360, n),
+                  nx=rng.uniform(0.2, 1, n), ny=rng.uniform(0.2, 1, n), color=rng.integers(0, 3, n),
+                  complex=np.arange(n) >= 4)
+    block = VOneBlock(rf, image_size=32, visual_degrees=2.0, ksize=ksize, stride=2, k_exc=25.0)
+    protocol = GratingProtocol(image_size=32, visual_degrees=2.0, sfs=(1.0, 3.0), radii=(0.7,),
+                               orientations=tuple(ORI12), phases=tuple(np.arange(0, 360, 45.0)))
+    fast, _ = nphys.measure_responses(block, protocol, position=position, fast=True)
+    full, _ = nphys.measure_responses(block, protocol, position=position, fast=False)
+    assert np.abs(fast).max() > 0
+    assert np.allclose(fast, full, rtol=1e-4, atol=1e-4 * np.abs(full).max())
+
+
 # ----------------------------------------------------------------------------- hooks on a full model
 def test_layers_of_a_full_model_through_hooks():
     from v1sweep import config as cfgmod
@@ -204,10 +220,10 @@ def test_layers_of_a_full_model_through_hooks():
     torch.manual_seed(0)
     model = build_model(cfg, rf, num_classes=10)
     kw = dict(image_size=32, visual_degrees=2.0, radii=(1.0,), sfs=SFS[4:20:2])
-    direct = nphys.electrophysiology(model.vone, **kw)
-    hooked = nphys.electrophysiology(model, layer="vone", **kw)
+    direct = nphys.electrophysiology(model.vone, **kw)  # fast path: the centre patch only
+    hooked = nphys.electrophysiology(model, layer="vone", fast=False, **kw)  # full forward + hook
     cols = list(nphys.PROPERTY_COLUMNS)
-    pd.testing.assert_frame_equal(direct.units[cols], hooked.units[cols])
+    pd.testing.assert_frame_equal(direct.units[cols], hooked.units[cols], rtol=1e-4, atol=1e-5)
     later = nphys.electrophysiology(model, layer="bottleneck", **kw)
     assert len(later.units) == 8 and set(later.scores["benchmark"]) == set(list_benchmarks())
     assert model.training  # mode restored

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import traceback
 from typing import Sequence
 
 from v1sweep import __version__
@@ -49,12 +52,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._main(args) or 0)
-    except V1SweepError as exc:
-        print(f"v1sweep {args.command}: error: {exc}", file=sys.stderr)
+    except (V1SweepError, ValueError) as exc:  # bad input: ValueError is the API's documented error
+        if os.environ.get("V1SWEEP_TRACEBACK"):
+            raise
+        print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable --out, a vanished file: the system's message, no stack
+        if os.environ.get("V1SWEEP_TRACEBACK"):
+            raise
+        print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"v1sweep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback, but never print credentials that sit in URIs
+        print(scrub(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
+
+
+_URI = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"<>()]+")
+# A secret query parameter outside a full URI (a URL path in a library's message: "/?token=...").
+_SECRET_QUERY = re.compile(r"([?&][\w.-]*(?:token|secret|passw|pwd|key|auth|sig|credential|session)[\w.-]*=)"
+                           r"[^&#\s'\"]+", re.I)
+
+
+def scrub(text: str) -> str:
+    """`text` with the credentials of every URI in it masked (``user:pass@``, ``?token=...``)."""
+    from v1sweep.store import MASK, mask_uri
+
+    text = _URI.sub(lambda m: mask_uri(m.group(0)), text)
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, text)
 
 
 if __name__ == "__main__":

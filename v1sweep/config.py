@@ -7,6 +7,7 @@ training recipe and evaluation. Sweeps produce flat dicts with dotted keys (``rf
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -121,6 +122,11 @@ class TrainConfig:
     max_batches: int | None = spec(None, range=(1, None), doc="cap batches per epoch (smoke runs, benches)")
     checkpoint: bool = spec(True, doc="save a checkpoint each epoch and resume from it")
 
+    def validate(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
+            raise ConfigError(f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N",
+                              key="train.device")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -204,17 +210,59 @@ def to_yaml(config: TrialConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (no Python tags, nothing evaluated) that also refuses duplicate keys and
+    reads exponent floats without a dot (``1e-3``, as YAML 1.2 does; YAML 1.1 makes them strings)."""
+
+
+def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: let construct_mapping report it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"duplicate key {key!r} (a later value would silently replace an earlier one)",
+                key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text with `_SafeLoader` (plain data only; never constructs Python objects)."""
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> Any:
-    """`yaml.safe_load` a file; a syntax error names the file and line."""
+    """Safely load a YAML file (`safe_load`); a syntax error names the file and line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a UTF-8 text file (byte {exc.start}); expected a YAML config",
+                          file=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -230,7 +278,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
         try:
-            flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            flat[key.strip()] = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             flat[key.strip()] = raw
     return flat

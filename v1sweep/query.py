@@ -16,6 +16,7 @@ import ast
 import json
 import re
 import tempfile
+import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -154,7 +155,7 @@ def _experiment_ids(client, experiment: str | None = None) -> list[str]:
 
 
 def _search(client, experiment_ids: Sequence[str], filter_string: str,
-            order_by: Sequence[str] | None = None) -> list:
+            order_by: Sequence[str] | None = None, *, shown: str | None = None) -> list:
     from mlflow.exceptions import MlflowException
 
     if not experiment_ids:
@@ -165,7 +166,7 @@ def _search(client, experiment_ids: Sequence[str], filter_string: str,
             page = client.search_runs(list(experiment_ids), filter_string=filter_string,
                                       max_results=1000, order_by=list(order_by or []), page_token=token)
         except MlflowException as exc:
-            raise QueryError(f"MLflow rejected the filter {filter_string!r}: {exc.message}") from None
+            raise QueryError(f"MLflow rejected the filter {shown or filter_string!r}: {exc.message}") from None
         out.extend(page)
         token = page.token
         if not token:
@@ -289,7 +290,8 @@ def _config_hints(cls: Any = None, prefix: str = "") -> dict[str, Any]:
 def _typed(raw: Any, hint: Any) -> Any:
     """Parse `raw` for a config field: strings stay strings (so '123' named runs survive)."""
     args = typing.get_args(hint)
-    allows_str = hint is str or str in args
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allows_str = hint is str or (is_union and str in args)
     if isinstance(raw, str) and allows_str:
         return None if raw == "None" and type(None) in args else raw
     value = parse_value(raw)
@@ -354,7 +356,7 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
                   f"AND tags.`v1sweep.role` = '{TRIAL_ROLE}'")
         if user:
             clause += f" AND {user}"
-        found.extend(_search(client, [parent.info.experiment_id], clause))
+        found.extend(_search(client, [parent.info.experiment_id], clause, shown=filter))
     keep = {"finished"} | ({"failed"} if include_failed else set()) \
         | ({"stopped"} if include_stopped else set()) | ({"running"} if include_running else set())
     rows = [_row(r) for r in found]

@@ -28,8 +28,9 @@ def spec(default: Any = dataclasses.MISSING, *, choices: tuple | None = None,
 
 def closest(name: str, valid: list[str]) -> str:
     """A ' (did you mean X?)' hint, or ''."""
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    lowered = {v.lower(): v for v in valid}  # case-insensitive: 'CIFAR10' -> 'cifar10'
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f" (did you mean {lowered[match[0]]!r}?)" if match else ""
 
 
 def build(cls: type, data: Any, *, file: str | None = None, prefix: str = "") -> Any:
@@ -115,8 +116,8 @@ def _coerce(hint: Any, value: Any, *, file: str | None, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", file=file, key=key)
-        if math.isnan(value):
-            raise ConfigError("expected a number, got NaN", file=file, key=key)
+        if not math.isfinite(value):
+            raise ConfigError(f"expected a finite number, got {value!r}", file=file, key=key)
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -143,7 +144,10 @@ def _check_constraints(value: Any, meta: Mapping, *, file: str | None, key: str)
                 hi_s = "inf" if hi is None else hi
                 raise ConfigError(f"{item!r} is out of range; allowed: [{lo_s}, {hi_s}]", file=file, key=key)
         if meta.get("odd") and isinstance(item, int) and item % 2 == 0:
-            raise ConfigError(f"{item!r} must be odd", file=file, key=key)
+            lo, hi = meta.get("range") or (None, None)
+            within = f" in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+            raise ConfigError(f"{item!r} must be odd; allowed: odd integers{within} (e.g. {item - 1} or {item + 1})",
+                              file=file, key=key)
 
 
 def to_dict(obj: Any) -> Any:

@@ -263,7 +263,11 @@ def render_markdown(title: str, meta: list[str], sections: list[Section]) -> str
     parts = [f"# {title}", "", *[f"{m}  " for m in meta], ""]
     for s in sections:
         parts += [f"## {s.title}", ""]
-        parts += s.text + ([""] if s.text else [])
+        for i, line in enumerate(s.text):
+            parts.append(line)
+            nxt = s.text[i + 1] if i + 1 < len(s.text) else None
+            if nxt is None or not (line.startswith("- ") and nxt.startswith("- ")):
+                parts.append("")
         for caption, frame in s.tables:
             parts += [f"**{caption}**", "", markdown_table(frame), ""]
         parts += [f"![{Path(f).stem}]({f})" for f in s.figures] + ([""] if s.figures else [])

@@ -161,8 +161,8 @@ def plot_correlations(finished: pd.DataFrame, result: rb.RobustnessResult, path:
     ax.set_yticklabels(table["measure"], fontsize=8)
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel(f"correlation with {result.metric} ({_ci_label(result)} bootstrap CI)")
-    ax.set_title("robustness vs similarity to V1 (rf_wasserstein: distance, sign flipped)", fontsize=10)
-    ax.legend(fontsize=8, loc="outside lower center", ncols=3, frameon=False)
+    ax.set_title("robustness vs similarity to V1 (rf_wasserstein is a distance: V1-like = negative r)", fontsize=10)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{len(top)} of {len(table)} finished trials by {metric} ({mode}); store {mask_uri(ref.tracking_uri)}")
     if args.export:
         print(f"wrote {args.export}: config of trial {top.loc[0, 'trial_id']} (run {top.loc[0, 'run_id']}); "
-              f"train it with `v1sweep train {args.export}`")
+              f"train it with `v1sweep train {args.export} --out DIR`")
     return 0
 
 

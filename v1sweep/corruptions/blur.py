@@ -89,7 +89,7 @@ def motion_blur(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
 @register("zoom_blur")
 def zoom_blur(x: Tensor, factors: np.ndarray, rng: CounterRNG) -> Tensor:
     """(x + sum over factors of clipped_zoom(x, f)) / (len(factors) + 1), factors from 1."""
-    out = x.clone()
-    for f in factors:
-        out.add_(ops.clipped_zoom(x, float(f)))
-    return out / (len(factors) + 1)
+    h, w = x.shape[-2:]
+    pairs = [(np.eye(h), np.eye(w))]
+    pairs += [(ops.zoom_matrix(h, float(f)), ops.zoom_matrix(w, float(f))) for f in factors]
+    return ops.separable_sum(x, pairs) / len(pairs)

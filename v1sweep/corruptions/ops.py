@@ -66,17 +66,62 @@ def conv2d(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:
     return F.conv2d(xp, weight).view(b, c, h, w)
 
 
+# ---------------------------------------------------------------- separable linear maps
+# Along one axis, padding + correlation and every resampling used here (scipy zoom, PIL box) are
+# linear maps R (n_out x n_in). Applying them as dense matrix products is exact and, at these
+# image sizes, much faster than shifted slices or 1-channel convolutions.
+
+
+@lru_cache(maxsize=512)
+def filter_matrix(n: int, kernel: tuple[float, ...], mode: str) -> np.ndarray:
+    """The (n x n) matrix of correlating an axis of length n with `kernel` under border `mode`."""
+    k = len(kernel)
+    src = pad_index(n, k // 2, k // 2, mode)
+    m = np.zeros((n, n))
+    for t, wt in enumerate(kernel):
+        np.add.at(m, (np.arange(n), src[t:t + n]), wt)
+    return m
+
+
+def taps_matrix(taps: "Taps", n_in: int) -> np.ndarray:
+    index, weight = taps
+    m = np.zeros((index.shape[0], n_in))
+    for t in range(index.shape[1]):
+        np.add.at(m, (np.arange(index.shape[0]), index[:, t]), weight[:, t])
+    return m
+
+
+def separable_sum(x: Tensor, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Tensor:
+    """sum over (Mh, Mw) in `pairs` of Mh @ x @ Mw^T, for every image and channel.
+
+    Two matrix products in all: the column maps of every term are stacked side by side, the row
+    maps stacked vertically, so the sum over terms is part of the second product's contraction.
+    Chunked over the batch to bound the intermediate's memory.
+    """
+    b, c, h, w = x.shape
+    n = len(pairs)
+    ho, wo = pairs[0][0].shape[0], pairs[0][1].shape[0]
+    dev, dt = x.device, x.dtype
+    wt = torch.as_tensor(np.concatenate([mw.T for _, mw in pairs], axis=1), dtype=dt, device=dev)  # (w, n*wo)
+    ht = torch.as_tensor(np.concatenate([mh.T for mh, _ in pairs], axis=0), dtype=dt, device=dev)  # (n*h, ho)
+    flat = x.reshape(b * c, h, w)
+    out = torch.empty(b * c, wo, ho, dtype=dt, device=dev)
+    step = max(1, (1 << 23) // (h * n * wo))
+    for s in range(0, b * c, step):
+        y = flat[s:s + step].reshape(-1, w) @ wt  # (m*h, n*wo)
+        m = y.shape[0] // h
+        y = y.view(m, h, n, wo).permute(0, 3, 2, 1).reshape(m * wo, n * h)
+        out[s:s + m] = (y @ ht).view(m, wo, ho)
+    return out.transpose(1, 2).reshape(b, c, ho, wo)
+
+
 def sep_conv(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:
     """Correlate every channel with `kernel` along rows and then columns."""
-    k = len(kernel)
-    if k == 1:
+    if len(kernel) == 1:
         return x * float(kernel[0])
-    b, c, h, w = x.shape
-    weight = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
-    y = pad2d(x, k // 2, 0, mode).reshape(b * c, 1, h + k - 1, w)
-    y = F.conv2d(y, weight.view(1, 1, k, 1)).view(b, c, h, w)
-    y = pad2d(y, 0, k // 2, mode).reshape(b * c, 1, h, w + k - 1)
-    return F.conv2d(y, weight.view(1, 1, 1, k)).view(b, c, h, w)
+    h, w = x.shape[-2:]
+    key = tuple(float(v) for v in kernel)
+    return separable_sum(x, [(filter_matrix(h, key, mode), filter_matrix(w, key, mode))])
 
 
 def gaussian_filter(x: Tensor, sigma: float, mode: str = "edge", truncate: float = 4.0) -> Tensor:
@@ -89,25 +134,8 @@ def box_blur3(x: Tensor) -> Tensor:
     return sep_conv(x, np.full(3, 1.0 / 3.0), "reflect101")
 
 
-# ---------------------------------------------------------------- resampling as sparse taps
+# ---------------------------------------------------------------- resampling
 Taps = tuple[np.ndarray, np.ndarray]  # (index (n_out, T) int64, weight (n_out, T) float64)
-
-
-def apply_taps(x: Tensor, taps: Taps, axis: int) -> Tensor:
-    """out[..., o, ...] = sum_t weight[o, t] * x[..., index[o, t], ...] along `axis` (-1 or -2)."""
-    index, weight = taps
-    idx = torch.as_tensor(index, device=x.device)
-    wts = torch.as_tensor(weight, dtype=x.dtype, device=x.device)
-    out = None
-    for t in range(index.shape[1]):
-        w = wts[:, t] if axis == -1 else wts[:, t].unsqueeze(1)
-        term = x.index_select(axis, idx[:, t]) * w
-        out = term if out is None else out.add_(term)
-    return out
-
-
-def resample2d(x: Tensor, taps_h: Taps, taps_w: Taps) -> Tensor:
-    return apply_taps(apply_taps(x, taps_h, -2), taps_w, -1)
 
 
 @lru_cache(maxsize=256)
@@ -129,9 +157,13 @@ def clipped_zoom_taps(n: int, zoom: float) -> Taps:
     return np.stack([i0 + top, i1 + top], 1), np.stack([1 - frac, frac], 1)
 
 
+def zoom_matrix(n: int, zoom: float) -> np.ndarray:
+    return taps_matrix(clipped_zoom_taps(n, float(zoom)), n)
+
+
 def clipped_zoom(x: Tensor, zoom: float) -> Tensor:
     h, w = x.shape[-2:]
-    return resample2d(x, clipped_zoom_taps(h, float(zoom)), clipped_zoom_taps(w, float(zoom)))
+    return separable_sum(x, [(zoom_matrix(h, zoom), zoom_matrix(w, zoom))])
 
 
 @lru_cache(maxsize=256)
@@ -160,9 +192,8 @@ def pil_box_taps(n_in: int, n_out: int) -> Taps:
     return index, weight
 
 
-def pil_box_resize(x: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    h, w = x.shape[-2:]
-    return resample2d(x, pil_box_taps(h, size_hw[0]), pil_box_taps(w, size_hw[1]))
+def pil_box_matrix(n_in: int, n_out: int) -> np.ndarray:
+    return taps_matrix(pil_box_taps(n_in, n_out), n_in)
 
 
 # ---------------------------------------------------------------- motion (line) blur

@@ -28,13 +28,19 @@ _C1 = _i32(0x7FEB352D)
 _C2 = _i32(0x846CA68B)
 
 
-def _mix(x: Tensor) -> Tensor:
-    """lowbias32 on int32 tensors (logical shifts emulated by masking); returns a new tensor."""
-    x = x ^ ((x >> 16) & 0xFFFF)
+def _mix(x: Tensor, tmp: Tensor | None = None) -> Tensor:
+    """lowbias32, in place on an int32 tensor (logical shifts emulated by masking); returns x.
+
+    `tmp` is scratch space of x's shape (allocated when None)."""
+    t = torch.empty_like(x) if tmp is None else tmp
+    torch.bitwise_right_shift(x, 16, out=t)
+    x.bitwise_xor_(t.bitwise_and_(0xFFFF))
     x.mul_(_C1)
-    x.bitwise_xor_((x >> 15) & 0x1FFFF)
+    torch.bitwise_right_shift(x, 15, out=t)
+    x.bitwise_xor_(t.bitwise_and_(0x1FFFF))
     x.mul_(_C2)
-    x.bitwise_xor_((x >> 16) & 0xFFFF)
+    torch.bitwise_right_shift(x, 16, out=t)
+    x.bitwise_xor_(t.bitwise_and_(0xFFFF))
     return x
 
 
@@ -62,8 +68,7 @@ class CounterRNG:
     def _image_hashes(self, stream: int | str) -> tuple[Tensor, Tensor, int]:
         k0, k1, k2, k3 = _words(*self.key, stream)
         idx = self.indices.to(torch.int32)
-        a = _mix(idx ^ k0)
-        a = _mix(a + k1)
+        a = _mix(_mix(idx ^ k0).add_(k1))
         b = _mix(a ^ k2)
         return a, b, k3
 
@@ -71,22 +76,23 @@ class CounterRNG:
         """(B, *shape) int32 hashes, one per image and element."""
         n = math.prod(shape)
         a, b, k3 = self._image_hashes(stream)
-        counter = _mix(torch.arange(n, device=self.device, dtype=torch.int32) ^ k3)
-        x = _mix(counter.unsqueeze(0) ^ a.unsqueeze(1))
-        x = _mix(x.add_(b.unsqueeze(1)))
-        return x.view(self.batch, *shape)
+        counter = _mix(torch.arange(n, device=self.device, dtype=torch.int32).bitwise_xor_(k3))
+        x = counter.unsqueeze(0) ^ a.unsqueeze(1)
+        tmp = torch.empty_like(x)
+        _mix(x, tmp).add_(b.unsqueeze(1))
+        return _mix(x, tmp).view(self.batch, *shape)
 
     def bits_at(self, stream: int | str, rows: Tensor, elements: Tensor) -> Tensor:
         """Hashes for selected (image row, element) pairs; equals `bits(stream, ...)` there."""
         a, b, k3 = self._image_hashes(stream)
-        counter = _mix(elements.to(torch.int32) ^ k3)
-        x = _mix(counter ^ a[rows])
-        return _mix(x.add_(b[rows]))
+        x = _mix(elements.to(torch.int32).bitwise_xor_(k3)).bitwise_xor_(a[rows])
+        return _mix(_mix(x).add_(b[rows]))
 
     @staticmethod
     def _to_unit(bits: Tensor) -> Tensor:
         """int32 hashes -> float32 uniforms strictly inside (0, 1), 24-bit resolution."""
-        return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+        u = bits.bitwise_right_shift(8).bitwise_and_(0xFFFFFF).to(torch.float32)
+        return u.add_(0.5).mul_(1.0 / 16777216.0)
 
     def uniform(self, stream: int | str, shape: tuple[int, ...], low: float = 0.0, high: float = 1.0) -> Tensor:
         u = self._to_unit(self.bits(stream, shape))
@@ -114,53 +120,86 @@ class CounterRNG:
         return z.reshape(self.batch, *shape)
 
     def poisson(self, stream: int | str, rate: Tensor) -> Tensor:
-        """Poisson draws with per-element rates `rate` (B, ...) >= 0, as float32 counts."""
+        """Poisson draws with per-element rates `rate` (B, ...) >= 0, as float32 counts.
+
+        Two uniforms (u, v) per element. Rates < 10: inversion with u (the smallest k whose CDF
+        reaches u). Rates >= 10: PTRS; its squeeze accepts ~85-95 % in float32, the exact test
+        runs in float64 on the rest, and rejected elements draw fresh (u, v) by counter.
+        """
         shape = rate.shape
-        lam = rate.reshape(self.batch, -1).to(torch.float64)
+        lam = rate.reshape(self.batch, -1).to(torch.float32)
         n = lam.shape[1]
-        out = torch.zeros_like(lam)
+        u = self._to_unit(self.bits(f"{stream}/u", (n,)))
+        v = self._to_unit(self.bits(f"{stream}/v", (n,)))
         small = lam < 10.0
-        # inversion for small rates: smallest k with CDF(k) >= u (one uniform per element)
-        rows, cols = torch.nonzero(small, as_tuple=True)
-        if rows.numel():
-            ls = lam[rows, cols]
-            u = self._to_unit(self.bits_at(f"{stream}/inv", rows, cols)).to(torch.float64)
+        k, quick = _ptrs_candidates(torch.where(small, torch.full_like(lam, 10.0), lam), u, v)
+        out = torch.where(small, torch.zeros_like(lam), k)
+        flat_out = out.view(-1)
+        # inversion for small rates: count the steps until the CDF reaches u; the working set is
+        # compacted only when at least half of it is done (gathers cost more than masked updates)
+        pos = torch.nonzero(small.view(-1), as_tuple=True)[0]
+        if pos.numel():
+            ls = lam.view(-1)[pos].to(torch.float64)
+            uu = u.view(-1)[pos].to(torch.float64)
             p = torch.exp(-ls)
             cdf = p.clone()
-            k = torch.zeros_like(ls)
-            for i in range(1, 64):
-                more = u > cdf
-                if not bool(more.any()):
+            count = torch.zeros_like(ls)
+            for i in range(1, 100):  # P(k >= 100 | rate < 10) < 1e-60: the bound is never binding
+                more = uu > cdf
+                remaining = int(more.count_nonzero())
+                if remaining == 0:
                     break
-                k += more
-                p = p * ls / i
-                cdf = cdf + p
-            out[rows, cols] = k
-        rows, cols = torch.nonzero(~small, as_tuple=True)
-        flat = rows * n + cols
-        lam_big = lam[rows, cols]
+                if remaining * 2 <= more.numel():
+                    done = ~more
+                    flat_out[pos[done]] = count[done].to(torch.float32)
+                    pos, ls, uu, p, cdf, count, more = pos[more], ls[more], uu[more], p[more], cdf[more], count[more], more[more]
+                count += more
+                p.mul_(ls).div_(i)
+                cdf += p
+            flat_out[pos] = count.to(torch.float32)
+        # exact PTRS test for what the squeeze did not accept, fresh draws for rejections
+        pos = torch.nonzero((~small & ~quick).view(-1), as_tuple=True)[0]
         round_ = 0
-        while rows.numel():
-            k, accepted = _ptrs_round(lam_big,
-                                      self._to_unit(self.bits_at(f"{stream}/ptrs{round_}u", rows, cols)),
-                                      self._to_unit(self.bits_at(f"{stream}/ptrs{round_}v", rows, cols)))
-            out.view(-1)[flat[accepted]] = k[accepted]
-            keep = ~accepted
-            rows, cols, flat, lam_big = rows[keep], cols[keep], flat[keep], lam_big[keep]
+        while pos.numel():
+            lam_r = lam.view(-1)[pos]
+            if round_ == 0:
+                u_r, v_r = u.view(-1)[pos], v.view(-1)[pos]
+            else:
+                rows, cols = pos // n, pos % n
+                u_r = self._to_unit(self.bits_at(f"{stream}/u{round_}", rows, cols))
+                v_r = self._to_unit(self.bits_at(f"{stream}/v{round_}", rows, cols))
+            k_r, accepted = _ptrs_exact(lam_r, u_r, v_r)
+            flat_out[pos[accepted]] = k_r[accepted]
+            pos = pos[~accepted]
             round_ += 1
             if round_ > 1000:  # acceptance is > 0.8 per round; never reached in practice
                 raise RuntimeError("Poisson sampler did not converge")
-        return out.to(torch.float32).reshape(shape)
+        return out.reshape(shape)
 
 
-def _ptrs_round(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """One round of Hormann's transformed rejection with squeeze (PTRS) for rates >= 10."""
+def _ptrs_constants(lam: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     slam = torch.sqrt(lam)
-    loglam = torch.log(lam)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
     invalpha = 1.1239 + 1.1328 / (b - 3.4)
     vr = 0.9277 - 3.6224 / (b - 2)
+    return a, b, invalpha, vr
+
+
+def _ptrs_candidates(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Candidate k of Hormann's PTRS and its squeeze acceptance (float32, full tensors)."""
+    a, b, _, vr = _ptrs_constants(lam)
+    u = u01 - 0.5
+    us = 0.5 - u.abs()
+    k = torch.floor((2 * a / us + b) * u + lam + 0.43)
+    quick = (us >= 0.07) & (v <= vr)
+    return k, quick
+
+
+def _ptrs_exact(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """One full round of Hormann's transformed rejection with squeeze (PTRS), in float64."""
+    lam = lam.to(torch.float64)
+    a, b, invalpha, vr = _ptrs_constants(lam)
     u = u01.to(torch.float64) - 0.5
     v = v.to(torch.float64)
     us = 0.5 - u.abs()
@@ -168,6 +207,6 @@ def _ptrs_round(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     quick = (us >= 0.07) & (v <= vr)
     valid = (k >= 0) & ~((us < 0.013) & (v > us))
     lhs = torch.log(v) + torch.log(invalpha) - torch.log(a / (us * us) + b)
-    rhs = -lam + k * loglam - torch.lgamma(k + 1)
+    rhs = -lam + k * torch.log(lam) - torch.lgamma(k + 1)
     accepted = quick | (valid & (lhs <= rhs))
-    return k, accepted
+    return k.to(torch.float32), accepted

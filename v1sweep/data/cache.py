@@ -74,6 +74,21 @@ def fingerprint(root: Path, parts: Sequence[object], files: Iterable[FileEntry])
     return h.hexdigest()
 
 
+def short_hash(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8]
+
+
+def remove_stale(folder: Path, family: str, keep: str) -> None:
+    """Delete cache files of the same source and size whose key differs (the source changed)."""
+    for p in folder.glob(f"{family}-*.npz"):
+        if not p.name.startswith(f"{family}-{keep}"):
+            for q in (p, Path(str(p) + ".lock")):
+                try:
+                    q.unlink()
+                except OSError:
+                    pass
+
+
 def stratified_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray | None:
     """Sorted indices of a class-balanced random subset of size `n` (None: keep all).
 

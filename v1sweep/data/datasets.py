@@ -171,11 +171,12 @@ def _load_listing(listing: _Listing, config: Any, name: str,
     key = _cache.fingerprint(listing.root, (name, listing.kind, size, "|".join(listing.classes)),
                              [*listing.train_files, *listing.test_files, *listing.extra_files])
     folder = _cache.cache_root(getattr(config, "cache_dir", None)) / "datasets"
-    full_path = folder / f"{name}-{size}px-{key[:20]}.npz"
+    family = f"{name}-{size}px-{_cache.short_hash(listing.root, listing.kind)}"  # same source and size
+    full_path = folder / f"{family}-{key[:16]}.npz"
     subset = any(i is not None for i in idx.values())
     sub_tag = f"{'all' if idx['train'] is None else len(idx['train'])}-" \
               f"{'all' if idx['test'] is None else len(idx['test'])}-s{seed}"
-    path = folder / f"{name}-{size}px-{key[:20]}-{sub_tag}.npz" if subset else full_path
+    path = folder / f"{family}-{key[:16]}-{sub_tag}.npz" if subset else full_path
 
     def pick(arr: np.ndarray, split: str) -> np.ndarray:
         return arr if idx[split] is None else arr[idx[split]]
@@ -210,6 +211,7 @@ def _load_listing(listing: _Listing, config: Any, name: str,
                     arrays[f"{s}_labels"] = expected[s]
             if use_cache:
                 _cache.write_cache(path, arrays)
+                _cache.remove_stale(folder, family, keep=key[:16])
     return Dataset(torch.from_numpy(np.ascontiguousarray(arrays["train_images"])),
                    torch.from_numpy(arrays["train_labels"].astype(np.int64)),
                    torch.from_numpy(np.ascontiguousarray(arrays["test_images"])),

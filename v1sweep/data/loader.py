@@ -87,7 +87,8 @@ class Augment:
 
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """Per-sample parameters: `angle` (degrees, counter-clockwise), `tx`, `ty` (whole pixels),
+        """Per-sample parameters: `angle` (degrees; positive = clockwise on screen, as in torchvision's
+        `F.affine`), `tx`, `ty` (whole pixels),
         `scale`, `flip` (bool); drawn as torchvision's RandomAffine.get_params does."""
         if device is None:
             device = generator.device if generator is not None else "cpu"

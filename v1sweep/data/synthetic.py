@@ -96,29 +96,43 @@ def pink_noise(n: int, channels: int, size: int, gen: torch.Generator, exponent:
     return noise / noise.std(dim=(-2, -1), keepdim=True).clamp_min(1e-8)
 
 
-def _shape_distance(shape_id: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Signed distance (in object radii, negative inside) of each shape; (n, H, W)."""
-    r = torch.sqrt(u ** 2 + v ** 2)
-    d = torch.empty_like(u)
-    sid = shape_id[:, None, None].expand_as(u)
-    # disc of radius 0.95
-    d_disc = r - 0.95
-    # square of half-side 0.8 (area ~ disc)
-    d_square = torch.maximum(u.abs(), v.abs()) - 0.8
-    # equilateral triangle pointing up (y grows downwards), circumradius 1.1
-    d_tri = torch.full_like(u, -math.inf)
+def _sdf_disc(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(u ** 2 + v ** 2) - 0.95
+
+
+def _sdf_square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # half-side 0.8 (area ~ the disc's)
+    return torch.maximum(u.abs(), v.abs()) - 0.8
+
+
+def _sdf_triangle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Equilateral, one vertex pointing down the image (y grows downwards), inradius 0.55."""
+    d = torch.full_like(u, -math.inf)
     for k in range(3):
         a = math.radians(90 + 120 * k)
-        d_tri = torch.maximum(d_tri, u * math.cos(a) - v * math.sin(a) - 0.55)
-    d_tri = d_tri / 1.0
-    # ring: annulus between 0.5 and 1.0
-    d_ring = (r - 0.75).abs() - 0.25
-    # cross (plus sign) with arms of half-width 0.33 and half-length 1.0
+        d = torch.maximum(d, u * math.cos(a) - v * math.sin(a) - 0.55)
+    return d
+
+
+def _sdf_ring(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # annulus between radii 0.5 and 1.0
+    return (torch.sqrt(u ** 2 + v ** 2) - 0.75).abs() - 0.25
+
+
+def _sdf_cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # plus sign, arms 0.33 wide (half), 1.0 long
     arm1 = torch.maximum(u.abs() - 1.0, v.abs() - 0.33)
     arm2 = torch.maximum(u.abs() - 0.33, v.abs() - 1.0)
-    d_cross = torch.minimum(arm1, arm2)
-    for i, dist in enumerate((d_disc, d_square, d_tri, d_ring, d_cross)):
-        d = torch.where(sid == i, dist, d)
+    return torch.minimum(arm1, arm2)
+
+
+_SDF = (_sdf_disc, _sdf_square, _sdf_triangle, _sdf_ring, _sdf_cross)  # same order as SHAPES
+
+
+def _shape_distance(shape_id: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Signed distance (in object radii, negative inside) of each image's shape; (n, H, W)."""
+    d = torch.empty_like(u)
+    for i, sdf in enumerate(_SDF):
+        sel = (shape_id == i).nonzero().flatten()
+        if len(sel):
+            d[sel] = sdf(u[sel], v[sel])
     return d
 
 

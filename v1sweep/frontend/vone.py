@@ -155,15 +155,21 @@ class VOneBlock(nn.Module):
                 f"VOneBlock was built for {self.image_size}x{self.image_size} px images (its spatial frequencies "
                 f"assume {self.ppd:g} px/deg), got {x.shape[2]}x{x.shape[3]}; build it with image_size matching the input")
         responses = self._colour_responses(x)
+        # Without autograd through x, rectify / combine in place in the convolution outputs:
+        # on CPU every fresh response-sized tensor costs as much as a pass over it (page faults).
+        inplace = not (torch.is_grad_enabled() and x.requires_grad)
         ref = next(r for r in responses if r is not None)
         out = ref.new_empty((x.shape[0], self.out_channels, ref.shape[2], ref.shape[3]))
         for c, y in enumerate(responses):
             n_s, n_c = self._counts[c]
             if n_s:
-                out.index_copy_(1, getattr(self, f"_simple_pos{c}"), torch.relu(y[:, :n_s]))
+                simple = y[:, :n_s]
+                out.index_copy_(1, getattr(self, f"_simple_pos{c}"),
+                                torch.relu_(simple) if inplace else torch.relu(simple))
             if n_c:
+                q0, q1 = y[:, n_s:n_s + n_c], y[:, n_s + n_c:n_s + 2 * n_c]
                 out.index_copy_(1, getattr(self, f"_complex_pos{c}"),
-                                torch.hypot(y[:, n_s:n_s + n_c], y[:, n_s + n_c:n_s + 2 * n_c]))
+                                torch.hypot(q0, q1, out=q0) if inplace else torch.hypot(q0, q1))
         return self._add_noise(out)
 
     # ---------------------------------------------------------------- noise
