@@ -65,6 +65,7 @@ class CliCase:
     leaves: tuple[str, ...] = ()      # files a runtime failure is documented to leave (e.g. a failed summary)
     state_xfail: str | None = None    # known partial state, tested separately and marked xfail
     xfail: str | None = None          # the whole case waits for a module still being written
+    process: bool = False             # run in a fresh interpreter (see PROCESS_CASES)
 
 
 def trial(*extra: str) -> tuple[str, ...]:
@@ -75,7 +76,7 @@ def trial(*extra: str) -> tuple[str, ...]:
 CLI_CASES: list[CliCase] = [
     # ---- the trial config file itself
     CliCase("malformed-yaml", trial(), {"cfg.yaml": "train:\n  epochs: [1, 2\n"},
-            ("cfg.yaml", "malformed YAML at line")),
+            ("cfg.yaml", "malformed YAML at line"), process=True),
     CliCase("not-utf8-text", trial(), {"cfg.yaml": b"\xff\xfe\x00\x89PNG binary"},
             ("cfg.yaml", "not a UTF-8 text file")),
     CliCase("duplicate-key", trial(), {"cfg.yaml": "train: {epochs: 3}\ntrain: {lr: 0.01}\n"},
@@ -142,10 +143,10 @@ CLI_CASES: list[CliCase] = [
     CliCase("custom-histogram-negative-counts", trial(),
             {"cfg.yaml": TINY + "rf: {strategy: custom, custom_path: neg.yaml}\n",
              "neg.yaml": "orientation: {edges: [0, 45, 90, 135, 180], counts: [3, -2, 4, 5]}\n"},
-            ("neg.yaml", "orientation", "counts must be >= 0"), state_xfail=WAIT_TRIAL),
+            ("neg.yaml", "orientation", "counts must be >= 0"), state_xfail=WAIT_TRIAL, process=True),
     CliCase("nan-loss", trial(), {"cfg.yaml": TINY.replace("sf_max: 4.0", "sf_max: 4.0, k_exc: 1.0e+39")},
-            ("diverged", "non-finite training loss"), leaves=("out", "out/summary.json", "out/config.yaml", "out/rf_params.csv",
-                                           "out/rf_histograms.png")),
+            ("diverged", "non-finite training loss"), process=True,
+            leaves=("out", "out/summary.json", "out/config.yaml", "out/rf_params.csv", "out/rf_histograms.png")),
     CliCase("out-is-a-file", ("train", "cfg.yaml", "--out", "taken/out"), {"cfg.yaml": TINY, "taken": "a file"},
             ("taken/out", "Not a directory"), code=1),
     # ---- sweep and search-space files (`v1sweep run --dry-run` validates and expands, nothing runs)
@@ -181,30 +182,48 @@ CLI_CASES: list[CliCase] = [
             ("127.0.0.1:{port}", ("unreachable", "cannot reach", "could not connect", "connection refused")),
             xfail=WAIT_QUERY),
 ]
-for _case in CLI_CASES:  # the sweep cases wait for the sweep engine as a whole
-    if _case.argv[0] == "run" and _case.xfail is None:
+for _case in CLI_CASES:
+    if _case.argv[0] != "train":  # sweep engine and MLflow: always in a real process
+        _case.process = True
+    if _case.argv[0] == "run" and _case.xfail is None:  # the sweep cases wait for the sweep engine
         _case.xfail = WAIT_SWEEP
+# A fresh interpreter per case costs a torch import (`v1sweep train` imports the trial path before
+# it reads the config); config errors therefore run through `cli.main` in this process, the rest
+# (runtime failures, the sweep engine, MLflow, one config error end to end) in real processes.
+# V1SWEEP_TEST_ALL_SUBPROCESS=1 sends every case through a real process.
+_ALL = os.environ.get("V1SWEEP_TEST_ALL_SUBPROCESS") == "1"
+PROCESS_CASES = [c for c in CLI_CASES if c.process or _ALL]
+IN_PROCESS_CASES = [c for c in CLI_CASES if not (c.process or _ALL)]
 
 
 def _env(case_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("V1SWEEP_", "MLFLOW_"))}
-    env.update(HOME=str(case_dir / "home"), V1SWEEP_CACHE=str(case_dir / "cache"),
-               MLFLOW_TRACKING_URI=f"sqlite:///{case_dir / 'mlflow.db'}", RAY_USAGE_STATS_ENABLED="0",
-               MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5",
-               MPLCONFIGDIR=str(case_dir.parent / "_matplotlib"), PYTHONUNBUFFERED="1")
-    return env
+    """HOME, cache and MLflow store inside the case folder, so whatever a command writes is seen."""
+    return {"HOME": str(case_dir / "home"), "V1SWEEP_CACHE": str(case_dir / "cache"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{case_dir / 'mlflow.db'}", "RAY_USAGE_STATS_ENABLED": "0",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+            "MPLCONFIGDIR": str(case_dir.parent / "_matplotlib"), "PYTHONUNBUFFERED": "1"}
 
 
 def _listing(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
 
 
+def _prepare(case: CliCase, case_dir: Path) -> set[str]:
+    (case_dir / "home").mkdir(parents=True)
+    for name, content in case.files.items():
+        path = case_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return _listing(case_dir)
+
+
 @dataclass
-class CliOutcome:
-    case: CliCase
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
     dir: Path
     before: set[str]
-    proc: subprocess.CompletedProcess
     port: int
 
     @property
@@ -212,27 +231,45 @@ class CliOutcome:
         return _listing(self.dir) - self.before - {"home"}
 
 
+def _argv(case: CliCase, port: int) -> list[str]:
+    return [a.replace("{port}", str(port)) for a in case.argv]
+
+
 @pytest.fixture(scope="module")
-def cli_outcomes(tmp_path_factory) -> dict[str, CliOutcome]:
-    """Run every CLI case (4 at a time) in its own folder; case id -> outcome."""
+def subprocess_outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    """The cases that need a real process (`python -m v1sweep.cli ...`), 4 at a time; id -> outcome."""
     root = tmp_path_factory.mktemp("cli_cases")
     port = _free_port()  # nothing listens there: an unreachable tracking server
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("V1SWEEP_", "MLFLOW_"))}
 
-    def run(case: CliCase) -> CliOutcome:
+    def run(case: CliCase) -> Outcome:
         case_dir = root / case.id
-        (case_dir / "home").mkdir(parents=True)
-        for name, content in case.files.items():
-            path = case_dir / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
-        before = _listing(case_dir)
-        argv = [a.replace("{port}", str(port)) for a in case.argv]
-        proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", *argv], cwd=case_dir, env=_env(case_dir),
-                              capture_output=True, text=True, timeout=300)
-        return CliOutcome(case, case_dir, before, proc, port)
+        before = _prepare(case, case_dir)
+        proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", *_argv(case, port)], cwd=case_dir,
+                              env={**base, **_env(case_dir)}, capture_output=True, text=True, timeout=300)
+        return Outcome(proc.returncode, proc.stdout, proc.stderr, case_dir, before, port)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return {o.case.id: o for o in pool.map(run, CLI_CASES)}
+        return {case.id: out for case, out in zip(PROCESS_CASES, pool.map(run, PROCESS_CASES))}
+
+
+def _in_process(case: CliCase, case_dir: Path, monkeypatch, capsys) -> Outcome:
+    """`v1sweep.cli.main(argv)` in this process: the same parsing, dispatch and error handling."""
+    from v1sweep import cli
+
+    before = _prepare(case, case_dir)
+    for key, value in _env(case_dir).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("V1SWEEP_TRACEBACK", raising=False)
+    monkeypatch.chdir(case_dir)
+    capsys.readouterr()
+    try:
+        code = cli.main(_argv(case, 0))
+        extra = ""
+    except SystemExit as exc:  # argparse usage errors, stubs that exit with a message
+        code, extra = (exc.code, "") if isinstance(exc.code, int) else (1, f"{exc.code}\n")
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err + extra, case_dir, before, 0)
 
 
 def _params(cases: list[CliCase]) -> list:
@@ -240,14 +277,11 @@ def _params(cases: list[CliCase]) -> list:
             for c in cases]
 
 
-@pytest.mark.parametrize("case", _params(CLI_CASES))
-def test_cli_bad_input(case: CliCase, cli_outcomes):
-    """Exit code, an `error:` line naming file/key/allowed values, no traceback, nothing left behind."""
-    out = cli_outcomes[case.id]
-    err = out.proc.stderr
-    shown = f"exit {out.proc.returncode}\nstdout:\n{out.proc.stdout[-2000:]}\nstderr:\n{err[-3000:]}"
+def _check(case: CliCase, out: Outcome) -> None:
+    err = out.stderr
+    shown = f"exit {out.returncode}\nstdout:\n{out.stdout[-2000:]}\nstderr:\n{err[-3000:]}"
     assert "Traceback" not in err, shown
-    assert out.proc.returncode == case.code, shown
+    assert out.returncode == case.code, shown
     assert f"v1sweep {case.argv[0]}: error: " in err, shown
     for fragment in case.expect:
         options = fragment if isinstance(fragment, tuple) else (fragment,)
@@ -258,19 +292,34 @@ def test_cli_bad_input(case: CliCase, cli_outcomes):
     assert not any((out.dir / "home").iterdir()), f"wrote into HOME: {sorted(_listing(out.dir / 'home'))}"
 
 
+@pytest.mark.parametrize("case", _params(PROCESS_CASES))
+def test_cli_bad_input_in_a_process(case: CliCase, subprocess_outcomes):
+    """Exit code, an `error:` line naming file/key/allowed values, no traceback, nothing left behind."""
+    _check(case, subprocess_outcomes[case.id])
+
+
+@pytest.mark.parametrize("case", _params(IN_PROCESS_CASES))
+def test_cli_bad_input(case: CliCase, tmp_path, monkeypatch, capsys):
+    """The same checks through `v1sweep.cli.main` (config errors need no fresh interpreter each)."""
+    _check(case, _in_process(case, tmp_path / case.id, monkeypatch, capsys))
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=pytest.mark.xfail(reason=c.state_xfail,
                                                                                    strict=False))
                                   for c in CLI_CASES if c.state_xfail])
-def test_cli_runtime_rejection_leaves_no_output(case: CliCase, cli_outcomes):
+def test_cli_runtime_rejection_leaves_no_output(case: CliCase, request, tmp_path, monkeypatch, capsys):
     """An input found bad once the trial starts (dataset, RF file) still leaves no half-made out dir."""
-    out = cli_outcomes[case.id]
-    assert out.proc.returncode == case.code
+    if case in PROCESS_CASES:
+        out = request.getfixturevalue("subprocess_outcomes")[case.id]
+    else:
+        out = _in_process(case, tmp_path / case.id, monkeypatch, capsys)
+    assert out.returncode == case.code
     assert out.created <= set(case.leaves), f"left behind: {sorted(out.created)}"
 
 
-def test_cli_diverged_trial_records_why_and_keeps_no_checkpoint(cli_outcomes):
+def test_cli_diverged_trial_records_why_and_keeps_no_checkpoint(subprocess_outcomes):
     """NaN loss: exit 2 with reason 'diverged'; the summary says so; no checkpoint of the broken state."""
-    out = cli_outcomes["nan-loss"]
+    out = subprocess_outcomes["nan-loss"]
     summary = json.loads((out.dir / "out" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["reason"] == "diverged"
     assert not (out.dir / "out" / "checkpoint.pt").exists()

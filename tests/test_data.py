@@ -423,6 +423,8 @@ def test_synthetic_is_deterministic_balanced_and_sized():
         assert x.shape == (20, 3, size, size) and y.shape == (20,)
     with pytest.raises(ValueError, match="image_size >= 16"):
         synthetic.generate(4, 8)
+    with pytest.raises(ConfigError, match="data.image_size: .*>= 16"):
+        load_dataset(cfg(image_size=8))
     # null sizes mean the documented defaults
     d = load_dataset(cfg(image_size=16, train_size=None, test_size=None))
     assert (len(d.train_labels), len(d.test_labels)) == dsets.SYNTHETIC_DEFAULT_SIZES

@@ -124,9 +124,12 @@ def test_eval_forward_is_deterministic():
 def test_frontend_options_reach_the_block():
     config = small_config("tiny", 64, **{"frontend.noise": "neuronal", "frontend.k_exc": 23.0,
                                          "frontend.stride": 4, "frontend.ksize": 9})
-    block = build_model(config, make_rf(4, 4), num_classes=2).vone
+    model = build_model(config, make_rf(4, 4), num_classes=2)
+    block = model.vone
     assert (block.noise, block.k_exc, block.stride, block.ksize) == ("neuronal", 23.0, 4, 9)
     assert (block.image_size, block.visual_degrees) == (64, 2.0)
+    assert model.vone(torch.randn(2, 3, 64, 64)).shape == (2, 8, 16, 16)
+    _check_trains(model, torch.randn(2, 3, 64, 64), 2)  # trains through the noisy block
 
 
 def test_build_model_bad_input():

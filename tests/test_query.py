@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +88,8 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
+    client.search_experiments()  # creates the schema; keep a copy of the empty store
+    shutil.copy(root / "mlflow.db", root / "empty.db")
     exp = client.create_experiment("qsweep", artifact_location=(root / "artifacts").as_uri())
     sweep_dir = root / "sweep_out"
     sweep_dir.mkdir()
@@ -107,7 +110,7 @@ def store(tmp_path_factory):
     other_exp = client.create_experiment("elsewhere", artifact_location=(root / "a2").as_uri())
     other = write_parent(client, other_exp, "other", base)
     write_trial(client, other_exp, other, "other", "x0", _config({}), "finished", {"corruption_acc": 0.5}, None, base)
-    return {"uri": uri, "root": root, "parent": parent, "old": old, "old_ids": old_ids, "ids": ids,
+    return {"uri": uri, "empty_uri": f"sqlite:///{root / 'empty.db'}", "root": root, "parent": parent, "old": old, "old_ids": old_ids, "ids": ids,
             "configs": configs, "sweep_dir": sweep_dir}
 
 
@@ -313,16 +316,12 @@ def test_unknown_sweep_lists_the_sweeps_found(store):
     assert sorted(names) == ["other", "qsweep", "qsweep"]
 
 
-def test_missing_and_empty_stores(tmp_path):
+def test_missing_and_empty_stores(store, tmp_path):
     with pytest.raises(query.QueryError, match="no MLflow store at"):
         query.runs("smoke", tracking_uri=f"sqlite:///{tmp_path / 'missing.db'}")
     assert not (tmp_path / "missing.db").exists()  # reading must not create a store
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'empty.db'}"
-    MlflowClient(uri).search_experiments()  # creates the schema, no runs
     with pytest.raises(query.QueryError, match="holds no sweeps yet"):
-        query.best("smoke", "corruption_acc", tracking_uri=uri)
+        query.best("smoke", "corruption_acc", tracking_uri=store["empty_uri"])
 
 
 # ---------------------------------------------------------------------------------------------

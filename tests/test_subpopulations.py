@@ -22,7 +22,7 @@ def _rf(theta, sf, complex_):
 
 
 def test_groups_partition_units_and_follow_their_definitions():
-    theta = [0, 20, 25, 44, 67, 68, 100, 113, 135, 157, 158, 179.9]
+    theta = [0, 20, 22.5, 44, 67, 67.5, 100, 112, 135, 157, 157.5, 179.9]
     sf = [0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8]
     rf = _rf(theta, sf, [False] * 6 + [True] * 6)
     for by, kw in [("sf", {}), ("sf", {"sf_edges": (1.2, 4.5)}), ("orientation", {}),
@@ -99,10 +99,10 @@ def test_ablation_equals_zeroed_bottleneck_columns(variants):
 
 def test_compare_variants_table_and_figure(variants, tmp_path):
     models, rfs = variants
-    images, labels = _images(20)
+    images, labels = _images(12)
     noise = lambda x: x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # noqa: E731
     table, fig = sp.compare_variants(models, rfs, images, labels, noise, reference="biological",
-                                     figure_path=tmp_path / "sub.png")
+                                     groupings=("sf", "cell_type"), figure_path=tmp_path / "sub.png")
     expected = {"variant", "grouping", "group", "n_units", "unit_fraction", "resp_clean_mean", "resp_clean_std",
                 "resp_corrupt_mean", "resp_corrupt_std", "resp_rel_change", "resp_distortion",
                 "weight_norm_mean", "weight_norm_std", "weight_share", "weight_share_per_unit",
@@ -115,7 +115,8 @@ def test_compare_variants_table_and_figure(variants, tmp_path):
     assert np.allclose(per["weight_share"].sum(), 1.0)
     ref = table[table["variant"] == "biological"]
     assert np.allclose(ref["weight_norm_ks_vs_ref"], 0) and np.allclose(ref["weight_profile_cosine_vs_ref"], 1)
-    assert np.allclose(ref.loc[ref["grouping"] != "cell_type", "weight_cka_vs_ref"], 1)
+    assert np.allclose(ref.loc[ref["grouping"] == "sf", "weight_cka_vs_ref"], 1)
+    assert len(table) == 2 * (3 + 2)
     # one row checked by hand: response mean and ablated accuracy of unif1's 'high' SF band
     row = table[(table["variant"] == "unif1") & (table["grouping"] == "sf") & (table["group"] == "high")].iloc[0]
     lab = sp.group_units(rfs["unif1"], "sf", sf_edges=table.attrs["sf_edges"])

@@ -159,7 +159,7 @@ class Interrupt(Exception):
 def test_interrupted_trial_resumes_on_the_same_curve(tmp_path):
     from v1sweep.trial import run_trial
 
-    config = tiny_config(**{"train.epochs": 3, "eval.corruptions": []})
+    config = tiny_config(**{"train.epochs": 3, "train.max_batches": 2, "eval.corruptions": []})
     straight = run_trial(config, tmp_path / "a", log=quiet)
 
     def stop(epoch, metrics):
@@ -193,10 +193,11 @@ def test_synthetic_training_beats_chance(tmp_path):
     """A short run on the embedded data learns: chance on its 10 classes is 0.1."""
     from v1sweep.trial import run_trial
 
-    config = tiny_config(**{"data.train_size": 1500, "data.test_size": 300, "train.epochs": 4,
-                            "train.max_batches": None, "train.schedule": "cosine", "eval.corruptions": []})
+    config = tiny_config(**{"data.train_size": 1500, "data.test_size": 300, "data.augment": False,
+                            "train.epochs": 4, "train.batch_size": 32, "train.max_batches": None,
+                            "train.schedule": "cosine", "eval.corruptions": []})
     result = run_trial(config, tmp_path, log=quiet)
-    assert result.metrics["clean_acc"] > 0.3, result.history
+    assert result.metrics["clean_acc"] > 0.4, result.history  # 0.62-0.68 over training seeds 0-2
 
 
 def test_trial_path_imports_no_ray_mlflow_optuna():

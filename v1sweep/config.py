@@ -179,7 +179,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _apply_presets(tree: Mapping[str, Any]) -> dict[str, Any]:
+def _apply_presets(tree: Mapping[str, Any]) -> Any:
+    if not isinstance(tree, Mapping):
+        return tree  # `build` reports what it got instead of a mapping
     tree = dict(tree)
     train = tree.get("train")
     if isinstance(train, Mapping) and train.get("preset") in TRAIN_PRESETS:

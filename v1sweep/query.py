@@ -102,8 +102,10 @@ def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: s
     search = info.get("search") if isinstance(info.get("search"), Mapping) else {}
     metric = search.get("metric") or info.get("metric")
     mode = search.get("mode") or info.get("mode")
-    if isinstance(metric, (list, tuple)):
-        metric, mode = (metric[0] if metric else None), (mode[0] if isinstance(mode, (list, tuple)) and mode else mode)
+    metrics, modes = search.get("metrics"), search.get("modes")
+    if not metric and isinstance(metrics, (list, tuple)) and metrics:  # optuna-multi: the first objective
+        metric = metrics[0]
+        mode = modes[0] if isinstance(modes, (list, tuple)) and modes else "max"
     return SweepRef(name=str(name), tracking_uri=resolve_tracking_uri(tracking_uri, fallback=uri),
                     experiment=tracking.get("experiment") or info.get("experiment"),
                     sweep_dir=sweep_dir or info.get("sweep_dir"),
@@ -344,10 +346,10 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
     """
     import pandas as pd
 
-    parents = parent_runs(sweep, tracking_uri=tracking_uri)
+    ref = resolve_sweep(sweep, tracking_uri=tracking_uri)
+    parents = parent_runs(ref)
     if not all_parents:
         parents = parents[:1]
-    ref = resolve_sweep(sweep, tracking_uri=tracking_uri)
     client = _client(ref.tracking_uri)
     user = normalize_filter(filter)
     found = []

@@ -231,7 +231,8 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         from v1sweep.corruptions import source_for
 
         eval_start = time.perf_counter()
-        source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size)
+        source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size,
+                            classes=data.classes, device=device, log=log)
         table = evaluate_corruptions(model, source, batch_size=batch, device=device)
         write_table(table, out_dir / "eval_table.csv")
         metrics.update({k: v for k, v in summarize(table, clean["clean_acc"]).items() if k != "clean_acc"})

@@ -12,6 +12,7 @@ import pandas as pd
 from v1sweep.analysis import robustness as rb
 
 DPI = 110
+MAX_VARIANTS = 16
 
 
 def _figure(width: float, height: float):
@@ -40,16 +41,41 @@ def _yerr(means: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(err), np.maximum(err, 0), 0)
 
 
+def _top_variants(result: rb.RobustnessResult) -> list[str]:
+    """The variants drawn: all, or the MAX_VARIANTS with the highest mean when there are more."""
+    table = result.variants
+    if len(table) > MAX_VARIANTS:
+        table = table.sort_values("mean", ascending=False).head(MAX_VARIANTS)
+    return list(table["variant"])
+
+
+def _point_groups(finished: pd.DataFrame, result: rb.RobustnessResult) -> pd.Series:
+    """What scatter colours stand for: the variant, or the strategy when variants are too many."""
+    if len(result.variants) <= 10:
+        return result.labels
+    if rb.STRATEGY_COL in finished.columns:
+        return finished[rb.STRATEGY_COL].astype(str)
+    return pd.Series(["trials"] * len(finished), index=finished.index)
+
+
 def plot_variants(finished: pd.DataFrame, result: rb.RobustnessResult, path: Path) -> bool:
     """Per variant: every seed as a dot, the mean as a diamond with its bootstrap CI."""
-    panels = [(result.metric, result.variants)]
+    variants = _top_variants(result)  # a search, not a seeds study: the best variants only
+    main = result.variants.set_index("variant").loc[variants].reset_index()
+    shown_note = f" (top {len(variants)} of {len(result.variants)})" if len(variants) < len(result.variants) else ""
+    panels = [(result.metric, main)]
     if not result.clean.empty and result.clean["metric"].iloc[0] != result.metric:
-        panels.append((result.clean["metric"].iloc[0], result.clean))
-    variants = list(result.variants["variant"])
+        panels.append((result.clean["metric"].iloc[0], result.clean.set_index("variant").loc[variants].reset_index()))
     colors = _colors(variants)
-    width = max(5.0, 1.1 * len(variants) + 2.5)
-    fig = _figure(width * len(panels), 4.2)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    width = min(max(5.0, 0.9 * len(variants) + 2.5), 14.0)
+    stacked = len(variants) > 5  # many variants: one panel per row, labels need the width
+    long_labels = max(map(len, variants)) > 10
+    if stacked:
+        fig = _figure(width, (4.2 + (1.2 if long_labels else 0)) * len(panels))
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    else:
+        fig = _figure(width * len(panels), 4.2)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (metric, table) in zip(axes, panels):
         col = f"metrics.{metric}"
         for i, row in enumerate(table.itertuples()):
@@ -63,11 +89,11 @@ def plot_variants(finished: pd.DataFrame, result: rb.RobustnessResult, path: Pat
                         xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8,
                         color="tab:red" if row.n < rb.MIN_SEEDS else "0.3")
         ax.set_xticks(range(len(table)))
-        ax.set_xticklabels(table["variant"], rotation=25 if max(map(len, variants)) > 10 else 0, ha="right"
-                           if max(map(len, variants)) > 10 else "center", fontsize=9)
+        ax.set_xticklabels(table["variant"], rotation=25 if long_labels else 0, ha="right" if long_labels
+                           else "center", fontsize=8 if long_labels else 9)
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: seeds, mean and {_ci_label(result)} CI", fontsize=10)
+        ax.set_title(f"{metric}: seeds, mean and {_ci_label(result)} CI{shown_note}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -82,7 +108,7 @@ def plot_categories(finished: pd.DataFrame, result: rb.RobustnessResult, path: P
     if table.empty:
         return False
     categories = list(dict.fromkeys(table["category"]))
-    variants = list(dict.fromkeys(table["variant"]))
+    variants = [v for v in _top_variants(result) if v in set(table["variant"])]
     colors = _colors(variants)
     fig = _figure(max(6.0, 1.4 * len(categories) + 2.5), 4.2)
     ax = fig.subplots()
@@ -109,7 +135,8 @@ def plot_similarity(finished: pd.DataFrame, result: rb.RobustnessResult, path: P
     if table.empty:
         return False
     table = table.head(max_panels)
-    variants = list(result.variants["variant"])
+    groups = _point_groups(finished, result)
+    variants = list(dict.fromkeys(groups))
     colors = _colors(variants)
     ncols = min(4, len(table))
     nrows = math.ceil(len(table) / ncols)
@@ -119,7 +146,7 @@ def plot_similarity(finished: pd.DataFrame, result: rb.RobustnessResult, path: P
     for ax, row in zip(axes, table.itertuples()):
         x = finished[f"metrics.{row.measure}"].to_numpy(dtype=float)
         for variant in variants:
-            mask = (result.labels == variant).to_numpy()
+            mask = (groups == variant).to_numpy()
             ax.scatter(x[mask], y[mask], s=18, color=colors[variant], alpha=0.8, label=variant)
         ax.set_title(f"{row.measure}\nr={_num(row.pearson_r)}  rho={_num(row.spearman_rho)}  n={row.n}", fontsize=8)
         ax.set_xlabel(row.measure, fontsize=8)

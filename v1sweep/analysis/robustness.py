@@ -418,9 +418,13 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
 
     warnings = []
     few = variants[variants["n"] < MIN_SEEDS]
-    for row in few.itertuples():
-        warnings.append(f"variant {row.variant!r} has {row.n} seed(s) (< {MIN_SEEDS}): its CI is "
-                        f"{'undefined' if row.n < 2 else 'wide'}; run more seeds")
+    if len(few) > 5:  # a search over continuous params: one line, not one per variant
+        warnings.append(f"{len(few)} of {len(variants)} variants have fewer than {MIN_SEEDS} seeds: their CIs are "
+                        f"wide (n = 2) or undefined (n = 1); per-variant means are not replicated")
+    else:
+        for row in few.itertuples():
+            warnings.append(f"variant {row.variant!r} has {row.n} seed(s) (< {MIN_SEEDS}): its CI is "
+                            f"{'undefined' if row.n < 2 else 'wide'}; run more seeds")
     for row in relative.itertuples():
         if row.note:
             warnings.append(f"{row.metric} {row.reference} vs {row.other}: {row.note}")

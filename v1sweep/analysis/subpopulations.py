@@ -52,7 +52,7 @@ def group_units(rf: RFParams, by: str, *, sf_edges: Sequence[float] | None = Non
     """A group label per unit (object array, one label each: a partition of the units).
 
     by='sf': 'low'/'mid'/'high' at the inner `sf_edges` (default: this RF's terciles);
-    by='orientation': 'cardinal'/'oblique' (within 22.5 deg of 0 or 90), or with
+    by='orientation': 'cardinal'/'oblique' (De Valois bins: within 22.5 deg of 0 or 90), or with
     `orientation_bins=4` 'ori0'/'ori45'/'ori90'/'ori135'; by='cell_type': 'simple'/'complex'."""
     if by == "sf":
         lo, hi = sf_edges if sf_edges is not None else sf_tercile_edges([rf])
@@ -60,7 +60,8 @@ def group_units(rf: RFParams, by: str, *, sf_edges: Sequence[float] | None = Non
             raise ValueError(f"sf_edges must be increasing, got {sf_edges}")
         return np.where(rf.sf < lo, "low", np.where(rf.sf < hi, "mid", "high")).astype(object)
     if by == "orientation":
-        centre = np.round(np.mod(rf.theta, 180.0) / 45.0).astype(int) % 4  # nearest of 0/45/90/135
+        # De Valois bins [-22.5, 22.5), [22.5, 67.5), ... centred on 0/45/90/135 (180 wraps to 0)
+        centre = np.floor((np.mod(rf.theta, 180.0) + 22.5) / 45.0).astype(int) % 4
         if orientation_bins == 4:
             return np.array([f"ori{45 * c}" for c in centre], dtype=object)
         if orientation_bins == 2:

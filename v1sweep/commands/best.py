@@ -38,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
 
     ref = query.resolve_sweep(args.sweep, tracking_uri=args.tracking_uri)
     metric = args.metric or ref.metric or DEFAULT_METRIC
+    metric = metric[len("metrics."):] if metric.startswith("metrics.") else metric
     mode = args.mode or (ref.mode if args.metric is None and ref.mode in ("max", "min") else None) or "max"
     table = query.runs(ref, args.filter, include_failed=args.include_failed,
                        include_stopped=args.include_stopped, all_parents=args.all_parents)

@@ -25,12 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the server to answer (default 120)")
 
 
-def server_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
-    """The argv that serves the UI for store `uri` (artifacts of existing runs keep their location)."""
+def server_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """The argv that serves the UI. The store goes in ``MLFLOW_BACKEND_STORE_URI`` (see `main`),
+    not on the command line, where `ps` would show any password it holds."""
     import sys
 
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-            "--host", host, "--port", str(port), "--workers", str(workers)]
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            "--workers", str(workers)]
 
 
 def url_for(host: str, port: int) -> str:
@@ -78,10 +79,10 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from v1sweep.errors import ConfigError
-    from v1sweep.store import is_local, mask_text, mask_uri, resolve_tracking_uri, sqlite_path
+    from v1sweep.store import mask_text, mask_uri, resolve_tracking_uri, sqlite_path
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    if not is_local(uri):
+    if uri.startswith(("http://", "https://", "databricks")):
         # A tracking server already serves its own UI; starting another would only proxy it.
         print(f"the tracking store is a server; its UI is at {mask_uri(uri)}")
         return 0
@@ -98,8 +99,9 @@ def main(args: argparse.Namespace) -> int:
 
     url = url_for(args.host, args.port)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_HOST", "MLFLOW_PORT")}
+    env["MLFLOW_BACKEND_STORE_URI"] = uri
     print(f"starting the MLflow UI for {mask_uri(uri)} ...", flush=True)
-    proc = subprocess.Popen(server_command(uri, args.host, args.port, args.workers), env=env,
+    proc = subprocess.Popen(server_command(args.host, args.port, args.workers), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

@@ -35,10 +35,23 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     return kernel[c - r:c + r + 1, c - r:c + r + 1]
 
 
+@lru_cache(maxsize=64)
+def _separable_terms(radius: float, alias_blur: float) -> tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]:
+    """The disk kernel as a sum of separable (column, row) kernels via its SVD (exact: rank <= size)."""
+    kernel = disk_kernel(radius, alias_blur)
+    u, sv, vt = np.linalg.svd(kernel)
+    keep = sv > sv[0] * 1e-12
+    return tuple((tuple(u[:, i] * sv[i]), tuple(vt[i])) for i in np.flatnonzero(keep))
+
+
 @register("defocus_blur")
 def defocus_blur(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
-    """Convolution with an anti-aliased disk (cv2.filter2D, reflect-101 border)."""
-    return ops.conv2d(x, disk_kernel(float(p[0]), float(p[1])), "reflect101")
+    """Convolution with an anti-aliased disk (cv2.filter2D, reflect-101 border), computed as a sum
+    of separable filters (the kernel's SVD)."""
+    h, w = x.shape[-2:]
+    pairs = [(ops.filter_matrix(h, col, "reflect101"), ops.filter_matrix(w, row, "reflect101"))
+             for col, row in _separable_terms(float(p[0]), float(p[1]))]
+    return ops.separable_sum(x, pairs)
 
 
 @register("gaussian_blur")
@@ -52,31 +65,34 @@ def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
     """Gaussian blur, quantise to uint8 (truncating), `iterations` raster passes (bottom-right to
     top-left) that swap each pixel with a random neighbour at offsets in [-delta, delta), blur again.
 
-    The swaps are sequential within an image, so the loop runs over pixel positions and each
-    step swaps that position in every image of the batch at once (a gather and two scatters).
+    The swaps are sequential within an image, so the loop runs over pixel positions and each step
+    swaps that position in every image of the batch at once. The 8-bit RGB of a pixel is packed
+    into one int32 and the image stored position-major (H*W, B), so a step is one row copy, one
+    gather and one scatter of B integers.
     """
     sigma, delta, iterations = float(p[0]), int(p[1]), int(p[2])
     b, c, h, w = x.shape
-    x = ops.quantize_uint8(ops.gaussian_filter(x, sigma, mode="edge"), "floor")
-    hs = range(h - delta, delta, -1)
-    ws = range(w - delta, delta, -1)
-    positions = torch.tensor([hh * w + ww for hh in hs for ww in ws], dtype=torch.int64, device=x.device)
-    n_pos = positions.numel()
-    if n_pos:
-        offsets = rng.randint("swap", (iterations, n_pos, 2), -delta, delta)  # (B, it, pos, [dx, dy])
-        targets = positions.view(1, 1, n_pos) + offsets[..., 1] * w + offsets[..., 0]
-        pix = x.permute(0, 2, 3, 1).reshape(b, h * w, c).contiguous()
-        rows = torch.arange(b, device=x.device)
-        pos_list = positions.tolist()
+    q8 = (ops.quantize_uint8(ops.gaussian_filter(x, sigma, mode="edge"), "floor") * 255).round_().to(torch.int32)
+    code = (q8[:, 0] << 16) | (q8[:, 1] << 8) | q8[:, 2]  # (B, H, W)
+    positions = [hh * w + ww for hh in range(h - delta, delta, -1) for ww in range(w - delta, delta, -1)]
+    if positions:
+        n_pos = len(positions)
+        pos_t = torch.tensor(positions, dtype=torch.int64, device=x.device)
+        dx = rng.randint("dx", (iterations, n_pos), -delta, delta)  # (B, it, pos)
+        dy = rng.randint("dy", (iterations, n_pos), -delta, delta)
+        targets = dy.mul_(w).add_(dx).add_(pos_t).mul_(b).add_(torch.arange(b, device=x.device).view(b, 1, 1))
+        flat_targets = targets.permute(1, 2, 0).contiguous()  # (it, pos, B): index into (H*W, B)
+        board = code.view(b, h * w).t().contiguous()  # (H*W, B)
+        flat = board.view(-1)
         for it in range(iterations):
-            tgt = targets[:, it]
-            for k, pos in enumerate(pos_list):
-                q = tgt[:, k]
-                here = pix[:, pos].clone()
-                pix[:, pos] = pix[rows, q]
-                pix[rows, q] = here
-        x = pix.view(b, h, w, c).permute(0, 3, 1, 2)
-    return ops.gaussian_filter(x.contiguous(), sigma, mode="edge")
+            tgt = flat_targets[it]
+            for k, pos in enumerate(positions):
+                here = board[pos].clone()
+                board[pos] = flat.index_select(0, tgt[k])
+                flat.index_copy_(0, tgt[k], here)
+        code = board.t().reshape(b, h, w)
+    rgb = torch.stack([(code >> 16) & 255, (code >> 8) & 255, code & 255], dim=1).to(x.dtype) / 255
+    return ops.gaussian_filter(rgb, sigma, mode="edge")
 
 
 @register("motion_blur")

@@ -1,6 +1,7 @@
 """Noise corruptions: gaussian, shot (Poisson), impulse (salt and pepper), speckle."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from v1sweep.corruptions.base import register
@@ -22,13 +23,10 @@ def shot_noise(x: Tensor, lam: float, rng: CounterRNG) -> Tensor:
 @register("impulse_noise")
 def impulse_noise(x: Tensor, amount: float, rng: CounterRNG) -> Tensor:
     """Salt and pepper per value (skimage `random_noise(mode='s&p')`): a fraction `amount` of the
-    values is replaced, half of them by 1 and half by 0."""
-    shape = tuple(x.shape[1:])
-    flipped = rng.uniform("flip", shape) < amount
-    salt = rng.uniform("salt", shape) < 0.5
-    out = x.clone()
-    out[flipped & salt] = 1.0
-    out[flipped & ~salt] = 0.0
+    values is replaced, half of them by 1 and half by 0. One uniform u per value decides both:
+    u < amount / 2 -> 1, amount / 2 <= u < amount -> 0 (the same law as two independent draws)."""
+    u = rng.uniform("s&p", tuple(x.shape[1:]))
+    out = torch.where(u < amount, (u < amount / 2).to(x.dtype), x)
     return out
 
 

@@ -58,12 +58,13 @@ def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
 
 
 def conv2d(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:
-    """Correlate every channel with the same 2-D kernel (odd sizes), border `mode`."""
-    kh, kw = kernel.shape
-    b, c, h, w = x.shape
-    xp = pad2d(x, kh // 2, kw // 2, mode).reshape(b * c, 1, h + kh - 1, w + kw - 1)
-    weight = torch.as_tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, kh, kw)
-    return F.conv2d(xp, weight).view(b, c, h, w)
+    """Correlate every channel with the same 2-D kernel (odd sizes), border `mode`, as the sum of
+    separable filters given by the kernel's SVD (exact; rank <= kernel size)."""
+    h, w = x.shape[-2:]
+    u, sv, vt = np.linalg.svd(np.asarray(kernel, dtype=np.float64))
+    pairs = [(filter_matrix(h, tuple(u[:, i] * sv[i]), mode), filter_matrix(w, tuple(vt[i]), mode))
+             for i in np.flatnonzero(sv > sv[0] * 1e-12)]
+    return separable_sum(x, pairs)
 
 
 # ---------------------------------------------------------------- separable linear maps
@@ -94,25 +95,36 @@ def taps_matrix(taps: "Taps", n_in: int) -> np.ndarray:
 def separable_sum(x: Tensor, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Tensor:
     """sum over (Mh, Mw) in `pairs` of Mh @ x @ Mw^T, for every image and channel.
 
-    Two matrix products in all: the column maps of every term are stacked side by side, the row
-    maps stacked vertically, so the sum over terms is part of the second product's contraction.
-    Chunked over the batch to bound the intermediate's memory.
+    Few terms: per term, one matrix product over all rows and one broadcast batched product.
+    Many terms on a small image: one product with the summed Kronecker matrix sum(Mh (x) Mw),
+    which takes fewer operations once n * (w + ho) >= w * ho (16 terms at 32 px), up to 64 MiB.
     """
     b, c, h, w = x.shape
-    n = len(pairs)
     ho, wo = pairs[0][0].shape[0], pairs[0][1].shape[0]
     dev, dt = x.device, x.dtype
-    wt = torch.as_tensor(np.concatenate([mw.T for _, mw in pairs], axis=1), dtype=dt, device=dev)  # (w, n*wo)
-    ht = torch.as_tensor(np.concatenate([mh.T for mh, _ in pairs], axis=0), dtype=dt, device=dev)  # (n*h, ho)
-    flat = x.reshape(b * c, h, w)
-    out = torch.empty(b * c, wo, ho, dtype=dt, device=dev)
-    step = max(1, (1 << 23) // (h * n * wo))
-    for s in range(0, b * c, step):
-        y = flat[s:s + step].reshape(-1, w) @ wt  # (m*h, n*wo)
-        m = y.shape[0] // h
-        y = y.view(m, h, n, wo).permute(0, 3, 2, 1).reshape(m * wo, n * h)
-        out[s:s + m] = (y @ ht).view(m, wo, ho)
-    return out.transpose(1, 2).reshape(b, c, ho, wo)
+    n = len(pairs)
+    if n > 1 and h * w * ho * wo * 4 <= (64 << 20) and w * ho <= n * (w + ho):
+        k = torch.as_tensor(_kron_sum(tuple((mh.tobytes(), mh.shape, mw.tobytes(), mw.shape) for mh, mw in pairs)),
+                            dtype=dt, device=dev)
+        return (x.reshape(b * c, h * w) @ k.T).view(b, c, ho, wo)
+    out = None
+    flat = x.reshape(b * c * h, w)
+    for mh, mw in pairs:
+        y = (flat @ torch.as_tensor(mw.T, dtype=dt, device=dev)).view(b * c, h, wo)
+        z = torch.matmul(torch.as_tensor(mh, dtype=dt, device=dev), y)
+        out = z if out is None else out.add_(z)
+    return out.view(b, c, ho, wo)
+
+
+@lru_cache(maxsize=32)
+def _kron_sum(parts: tuple) -> np.ndarray:
+    total = None
+    for bh, sh, bw, sw in parts:
+        mh = np.frombuffer(bh, dtype=np.float64).reshape(sh)
+        mw = np.frombuffer(bw, dtype=np.float64).reshape(sw)
+        k = np.kron(mh, mw)
+        total = k if total is None else total + k
+    return total
 
 
 def sep_conv(x: Tensor, kernel: np.ndarray, mode: str) -> Tensor:

@@ -187,12 +187,15 @@ def _ptrs_constants(lam: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _ptrs_candidates(lam: Tensor, u01: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """Candidate k of Hormann's PTRS and its squeeze acceptance (float32, full tensors)."""
-    a, b, _, vr = _ptrs_constants(lam)
+    """Candidate k of Hormann's PTRS and its squeeze acceptance (float32, full tensors, in place)."""
+    b = torch.sqrt(lam).mul_(2.53).add_(0.931)
+    vr = (b - 2).reciprocal_().mul_(-3.6224).add_(0.9277)
+    quick = v <= vr
+    del vr
     u = u01 - 0.5
-    us = 0.5 - u.abs()
-    k = torch.floor((2 * a / us + b) * u + lam + 0.43)
-    quick = (us >= 0.07) & (v <= vr)
+    us = u.abs().neg_().add_(0.5)
+    quick &= us >= 0.07
+    k = (b * 0.02483 - 0.059).mul_(2).div_(us).add_(b).mul_(u).add_(lam).add_(0.43).floor_()
     return k, quick
 
 
