@@ -29,11 +29,16 @@ def shared_cifar_tarball() -> Path:
 @pytest.fixture(scope="session")
 def cifar10_root(tmp_path_factory, shared_cifar_tarball) -> Path:
     """The shared CIFAR-10 JPEG tree, extracted once per session (ImageFolder layout)."""
+    import shutil
+    import subprocess
     import tarfile
 
     root = tmp_path_factory.mktemp("cifar")
-    with tarfile.open(shared_cifar_tarball) as tar:
-        tar.extractall(root, filter="data")
+    if shutil.which("tar"):  # GNU tar: ~10x faster than tarfile on the 60k small files
+        subprocess.run(["tar", "xzf", str(shared_cifar_tarball), "-C", str(root)], check=True)
+    else:
+        with tarfile.open(shared_cifar_tarball) as tar:
+            tar.extractall(root, filter="data")
     found = [p for p in root.rglob("train") if p.is_dir()]
     if not found:
         pytest.fail(f"no train/ folder inside {shared_cifar_tarball}")

@@ -136,7 +136,8 @@ def test_report_files_figures_and_mlflow_run(store, tmp_path):
     data = json.loads(html.split("id='trial-data'>", 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
     assert len(data["rows"]) == 8 and "corruption_acc" in data["columns"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"] == {"finished": 8, "failed": 1, "stopped": 0, "running": 0, "total": 9}
+    assert summary["counts"] == {"finished": 8, "failed": 1, "stopped": 0, "running": 0, "interrupted": 0,
+                                 "total": 9}
 
     # Logged to MLflow as an analysis run under the sweep's parent, trials untouched.
     client, found = _analysis_runs(store["uri"], store["written"]["paper"]["parent"])
@@ -186,7 +187,7 @@ def test_cli_analyze(store, tmp_path, capsys):
     rc = cli_main(["analyze", "busy", "--partial", "--no-log", "--tracking-uri", store["uri"],
                    "--out", str(tmp_path / "busy"), "--n-boot", "200"])
     text = capsys.readouterr().out
-    assert rc == 0 and "partial analysis: 1 trial(s) still running" in text
+    assert rc == 0 and "partial analysis: 1 trial(s) still running or interrupted" in text
     assert "undefined" in text  # one trial: its CI cannot be computed, and the output says so
 
 

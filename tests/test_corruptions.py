@@ -25,7 +25,7 @@ def natural(n: int, size: int, seed: int = 0) -> torch.Tensor:
     low = torch.rand(n, 3, 4, 4, generator=g)
     x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
     yy = torch.arange(size).view(1, 1, size, 1)
-    x = x + 0.15 * torch.sin(yy * 1.3 + torch.rand(n, 3, 1, 1, generator=g) * 6)
+    x = x + 0.15 * torch.sin(yy * 0.5 + torch.rand(n, 3, 1, 1, generator=g) * 6)
     x[:, :, size // 4: size // 2, size // 4: 3 * size // 4] += 0.3  # an edge
     x = x + 0.02 * torch.randn(n, 3, size, size, generator=g)
     return (x.clamp(0.02, 0.98) * 255).round() / 255

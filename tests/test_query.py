@@ -43,6 +43,10 @@ TRIALS = {
     "t5": ({"rf.strategy": "unif2", "train.seed": 1}, "stopped",
            {"corruption_acc": 0.99, "clean_acc": 0.99, "rf_similarity": 0.1}, False),
     "t6": ({"rf.strategy": "unif3", "train.seed": 0}, "running", {"corruption_acc": 0.98}, False),
+    # Ctrl-C'd, waiting for `v1sweep resume`: KILLED with tag v1sweep.interrupted, no status tag.
+    "t7": ({"rf.strategy": "unif3", "train.seed": 1}, "interrupted", {"clean_acc": 0.2}, False),
+    # A duplicate the tracker retired; never reported.
+    "t8": ({"rf.strategy": "unif3", "train.seed": 2}, "superseded", {"corruption_acc": 0.97}, False),
 }
 FINISHED = ["t0", "t1", "t2", "t3"]
 
@@ -57,8 +61,10 @@ def write_trial(client, exp_id: str, parent_id: str, sweep: str, trial_id: str, 
     from mlflow.entities import Metric, Param
 
     tags = {"mlflow.parentRunId": parent_id, "v1sweep.role": "trial", "v1sweep.sweep": sweep, "trial_id": trial_id}
-    if status in ("finished", "failed", "stopped"):
+    if status in ("finished", "failed", "stopped", "superseded"):
         tags["v1sweep.status"] = status
+    if status == "interrupted":
+        tags["v1sweep.interrupted"] = "true"
     if status == "failed":
         tags["v1sweep.error"] = "Traceback (most recent call last):\n  ...\nRuntimeError: diverged: loss is NaN"
     run_id = client.create_run(exp_id, run_name=trial_id, tags=tags, start_time=start).info.run_id
@@ -70,8 +76,8 @@ def write_trial(client, exp_id: str, parent_id: str, sweep: str, trial_id: str, 
         path.write_text(cfg.to_yaml(config))
         client.log_artifact(run_id, str(path))
     if status != "running":
-        client.set_terminated(run_id, {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}[status],
-                              end_time=start + 1000)
+        mlflow_status = {"finished": "FINISHED", "failed": "FAILED"}.get(status, "KILLED")
+        client.set_terminated(run_id, mlflow_status, end_time=start + 1000)
     return run_id
 
 
@@ -174,10 +180,12 @@ def test_runs_state_flags_and_all_parents(store):
     assert list(query.runs("qsweep", tracking_uri=uri, include_stopped=True)["trial_id"]) == FINISHED + ["t5"]
     everything = query.runs("qsweep", tracking_uri=uri, include_failed=True, include_stopped=True,
                             include_running=True)
-    assert dict(zip(everything["trial_id"], everything["status"])) == {t: v[1] for t, v in TRIALS.items()}
+    assert dict(zip(everything["trial_id"], everything["status"])) == {
+        t: v[1] for t, v in TRIALS.items() if v[1] != "superseded"}
     failed = everything.set_index("trial_id").loc["t4"]
     assert "diverged" in failed["error"]
-    assert query.status_counts(everything) == {"finished": 4, "failed": 1, "stopped": 1, "running": 1, "total": 7}
+    assert query.status_counts(everything) == {"finished": 4, "failed": 1, "stopped": 1, "running": 1,
+                                               "interrupted": 1, "total": 8}
     both = query.runs("qsweep", tracking_uri=uri, all_parents=True)
     assert list(both["trial_id"]) == ["old0", "old1"] + FINISHED
     assert set(both["parent_run_id"]) == {store["old"], store["parent"]}
@@ -305,6 +313,9 @@ def test_sweep_named_by_yaml_and_by_directory(store, tmp_path, monkeypatch):
     # A sweep output directory is found by its parent run's v1sweep.sweep_dir tag.
     table = query.runs(store["sweep_dir"], tracking_uri=store["uri"])
     assert list(table["trial_id"]) == FINISHED
+    # A folder that happens to carry the sweep's name (conftest chdirs to tmp_path) does not hide it.
+    (tmp_path / "qsweep").mkdir()
+    assert list(query.runs("qsweep", tracking_uri=store["uri"])["trial_id"]) == FINISHED
 
 
 def test_unknown_sweep_lists_the_sweeps_found(store):
@@ -360,12 +371,13 @@ def test_cli_best_unknown_sweep_exits_2(store, capsys):
 def test_cli_status_counts(store, capsys):
     assert cli_main(["status", "qsweep", "--tracking-uri", store["uri"]]) == 0
     text = capsys.readouterr().out
-    assert "trials 7: finished 4, failed 1, stopped 1, running 1" in text
+    assert "trials 8: finished 4, failed 1, stopped 1, running 1, interrupted 1" in text
+    assert "v1sweep resume" in text
     assert "0.4200" in text and "trial t1" in text
     assert "failed t4: RuntimeError: diverged: loss is NaN" in text
     assert cli_main(["status", "qsweep", "--json", "--all-parents", "--tracking-uri", store["uri"]]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["counts"] == {"finished": 6, "failed": 1, "stopped": 1, "running": 1, "total": 9}
+    assert doc["counts"] == {"finished": 6, "failed": 1, "stopped": 1, "running": 1, "interrupted": 1, "total": 10}
     assert doc["best"]["trial_id"] == "t1" and doc["parents"] == 2
 
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
     from v1sweep.config import TrialConfig
 
-STATES = ("finished", "failed", "stopped", "running")
+# "interrupted": ended by Ctrl-C or a dead driver, waiting for `v1sweep resume` (tracking tags it).
+STATES = ("finished", "failed", "stopped", "running", "interrupted")
 SWEEP_ROLE, TRIAL_ROLE, ANALYSIS_ROLE = "sweep", "trial", "analysis"
 BASE_COLUMNS = ("run_id", "trial_id", "status", "run_name", "parent_run_id", "experiment_id",
                 "start_time", "end_time", "error")
@@ -52,6 +53,7 @@ class SweepRef:
     parent_run_id: str | None = None
     metric: str | None = None
     mode: str | None = None
+    alias: str | None = None  # a bare name that is also a local folder: tried as a name if the folder is no sweep's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +68,9 @@ def resolve_sweep(sweep: str | Path | SweepRef, *, tracking_uri: str | None = No
     text = str(sweep)
     path = Path(text).expanduser()
     if path.is_dir():
-        return _ref_from_dir(path, tracking_uri)
+        ref = _ref_from_dir(path, tracking_uri)
+        bare = not any(sep in text for sep in ("/", "\\")) and text not in (".", "..")
+        return SweepRef(**{**ref.__dict__, "alias": text}) if bare and ref.name is None else ref
     if path.suffix in (".yaml", ".yml", ".json"):
         if not path.is_file():
             raise QueryError(f"sweep file not found: {path}")
@@ -205,6 +209,8 @@ def parent_runs(sweep: str | Path | SweepRef, *, tracking_uri: str | None = None
         clauses.append(f"tags.`v1sweep.sweep_dir` = {_quote(ref.sweep_dir)}")
     exp_ids = _experiment_ids(client, ref.experiment)
     found = _search(client, exp_ids, " AND ".join(clauses), ["attributes.start_time DESC"])
+    if not found and ref.alias:
+        return parent_runs(SweepRef(name=ref.alias, tracking_uri=ref.tracking_uri, experiment=ref.experiment))
     if not found:
         raise QueryError(_not_found_message(client, ref))
     return found
@@ -307,8 +313,10 @@ def _typed(raw: Any, hint: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 def _status_of(run) -> str:
     tag = run.data.tags.get("v1sweep.status")
-    if tag in STATES:
+    if tag in STATES or tag == "superseded":  # superseded: a duplicate the tracker retired
         return tag
+    if run.data.tags.get("v1sweep.interrupted") == "true" and run.info.status != "RUNNING":
+        return "interrupted"
     return {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
             "FAILED": "failed", "KILLED": "stopped"}.get(run.info.status, "running")
 
@@ -338,11 +346,12 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
          all_parents: bool = False) -> "pd.DataFrame":
     """One row per trial child run of the sweep's latest parent run (all parents: `all_parents`).
 
-    Columns: run_id, trial_id, status (finished|failed|stopped|running), run_name, parent_run_id,
+    Columns: run_id, trial_id, status (finished|failed|stopped|running|interrupted), run_name, parent_run_id,
     experiment_id, start_time, end_time (UTC), error, ``params.<dotted key>`` (parsed back into
     numbers/bools/None/tuples), ``metrics.<name>`` (final values). `filter` is an MLflow search
     filter; dotted keys may be written bare (``params.rf.strategy = 'biological'``).
-    Only finished trials unless `include_failed` / `include_stopped` / `include_running`.
+    Only finished trials unless `include_failed` / `include_stopped` / `include_running` (which
+    also brings interrupted trials: unfinished ones waiting for `v1sweep resume`).
     """
     import pandas as pd
 
@@ -360,7 +369,8 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
             clause += f" AND {user}"
         found.extend(_search(client, [parent.info.experiment_id], clause, shown=filter))
     keep = {"finished"} | ({"failed"} if include_failed else set()) \
-        | ({"stopped"} if include_stopped else set()) | ({"running"} if include_running else set())
+        | ({"stopped"} if include_stopped else set()) \
+        | ({"running", "interrupted"} if include_running else set())
     rows = [_row(r) for r in found]
     rows = [r for r in rows if r["status"] in keep]
     frame = pd.DataFrame(rows, columns=None if rows else list(BASE_COLUMNS))
@@ -485,7 +495,7 @@ def config_of(run_id: str, *, tracking_uri: str | None = None) -> "TrialConfig":
 
 
 def status_counts(frame: "pd.DataFrame") -> dict[str, int]:
-    """{'finished': n, 'failed': n, 'stopped': n, 'running': n, 'total': n} of a `runs` table."""
+    """{'finished': n, 'failed': n, 'stopped': n, 'running': n, 'interrupted': n, 'total': n}."""
     counts = {state: int((frame["status"] == state).sum()) if len(frame) else 0 for state in STATES}
     counts["total"] = int(len(frame))
     return counts

@@ -71,20 +71,21 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
     table = query.runs(ref, include_failed=True, include_stopped=True, include_running=True,
                        all_parents=all_parents)
     counts = query.status_counts(table)
+    unfinished = counts["running"] + counts["interrupted"]
     state = (f"{counts['finished']} finished, {counts['failed']} failed, {counts['stopped']} stopped, "
-             f"{counts['running']} running")
+             f"{counts['running']} running" + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else ""))
     if counts["total"] == 0:
         raise AnalysisError(f"sweep {name!r} has no trials yet (parent run {parent.info.run_id}); "
                             "run it first, or check the name with `v1sweep status`")
-    if counts["running"] and not partial:
+    if unfinished and not partial:
         raise AnalysisError(f"sweep {name!r} is unfinished ({state}); wait for it, continue it with "
                             "`v1sweep resume`, or analyse the finished trials with --partial")
     finished = table[table["status"] == "finished"].reset_index(drop=True)
     if finished.empty:
         raise AnalysisError(f"sweep {name!r} has no finished trials ({state}); see `v1sweep status`")
     result = rb.analyze_frame(finished, metric, n_boot=n_boot, ci=ci, seed=seed)
-    if counts["running"]:
-        result.warnings.insert(0, f"partial analysis: {counts['running']} trial(s) still running")
+    if unfinished:
+        result.warnings.insert(0, f"partial analysis: {unfinished} trial(s) still running or interrupted")
 
     out = Path(out_dir) if out_dir is not None else Path("analysis") / _safe(name)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,14 @@ fixed edges), orientation (cardinal vs oblique, or 4 bins centred on 0/45/90/135
   one-to-one across variants, and the bottleneck's output channels are not either, so only
   permutation-invariant statistics are compared: per-group column-norm distribution (mean, and the
   KS distance to the reference variant's same group), the group's share of the squared weight
-  norm per unit (`weight_share_per_unit`, 1 = average), the cosine between variants' per-group
-  weight-norm profiles, and the linear CKA between variants' group-mean column matrices
-  (groups x output channels; invariant to orthogonal maps, hence permutations, of the outputs);
+  norm per unit (`weight_share_per_unit`, 1 = average), the mean pairwise cosine between the
+  group's columns (`weight_mean_cosine`: how redundant its read-outs are), the cosine between
+  variants' per-group weight-norm profiles, and the similarity of the Gram matrices of the
+  group-mean columns (`weight_gram_similarity_vs_ref` = <G_a, G_b>_F / (|G_a| |G_b|) with
+  G = M^T M, M = output channels x groups: norms of and angles between the groups' mean read-outs,
+  invariant to any orthogonal map, hence any permutation, of the bottleneck outputs);
 - impact: ablation, the group's V1 channels zeroed by a forward hook on `model.vone`; change of clean
-  and corruption accuracy against the intact model.
+  and corruption accuracy against the intact model, absolute and relative to the intact accuracy.
 
 `compare_variants` returns one tidy DataFrame and a PNG that puts the three side by side.
 """
@@ -32,7 +35,6 @@ import torch
 from scipy import stats
 from torch import nn
 
-from v1sweep.analysis.cka import linear_cka
 from v1sweep.rf.params import RFParams
 
 GROUPINGS = ("sf", "orientation", "cell_type")
@@ -164,6 +166,28 @@ def _response_stats(clean: torch.Tensor, corrupt: torch.Tensor, idx: np.ndarray)
             "resp_distortion": float((b - a).norm() / a.norm()) if float(a.norm()) > 0 else float("nan")}
 
 
+def _rel(value: float, base: float) -> float:
+    return (value - base) / base if base > 0 else float("nan")
+
+
+def _mean_pairwise_cosine(cols: np.ndarray) -> float:
+    """Mean cosine between distinct columns (NaN for fewer than two)."""
+    n = cols.shape[1]
+    if n < 2:
+        return float("nan")
+    unit = cols / np.maximum(np.linalg.norm(cols, axis=0, keepdims=True), 1e-300)
+    c = unit.T @ unit
+    return float((c.sum() - np.trace(c)) / (n * (n - 1)))
+
+
+def _gram_similarity(m_a: np.ndarray, m_b: np.ndarray) -> float:
+    """<G_a, G_b>_F / (|G_a| |G_b|), G = M^T M: compares the group-mean read-outs of two variants
+    (columns = groups, matched) without matching the rows (bottleneck outputs)."""
+    g_a, g_b = m_a.T @ m_a, m_b.T @ m_b
+    den = np.linalg.norm(g_a) * np.linalg.norm(g_b)
+    return float((g_a * g_b).sum() / den) if den > 0 else float("nan")
+
+
 def _weight_columns(bottleneck: nn.Conv2d) -> np.ndarray:
     """(out, in) matrix of the 1x1 bottleneck; column i = the downstream weights of V1 channel i."""
     w = bottleneck.weight.detach().cpu().double()
@@ -234,7 +258,8 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                 row.update({"weight_norm_mean": float(col_norm[idx].mean()),
                             "weight_norm_std": float(col_norm[idx].std()),
                             "weight_share": share,
-                            "weight_share_per_unit": share / row["unit_fraction"]})
+                            "weight_share_per_unit": share / row["unit_fraction"],
+                            "weight_mean_cosine": _mean_pairwise_cosine(weights[variant][:, idx])})
                 ref_idx = np.flatnonzero(labels_by[reference][by] == group)
                 ref_norm = np.linalg.norm(weights[reference], axis=0)[ref_idx]
                 row["weight_norm_ks_vs_ref"] = (float(stats.ks_2samp(col_norm[idx], ref_norm).statistic)
@@ -246,7 +271,9 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                     row.update({"clean_acc": base_clean, "corruption_acc": base_corrupt,
                                 "ablated_clean_acc": acc_clean, "ablated_corruption_acc": acc_corrupt,
                                 "delta_clean_acc": acc_clean - base_clean,
-                                "delta_corruption_acc": acc_corrupt - base_corrupt})
+                                "delta_corruption_acc": acc_corrupt - base_corrupt,
+                                "rel_delta_clean_acc": _rel(acc_clean, base_clean),
+                                "rel_delta_corruption_acc": _rel(acc_corrupt, base_corrupt)})
                 rows.append(row)
             rows_for = [r for r in rows if r["variant"] == variant and r["grouping"] == by]
             profile, ref_profile, means, ref_means = [], [], [], []
@@ -262,10 +289,10 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
             p, q = np.asarray(profile), np.asarray(ref_profile)
             cos = float(p @ q / (np.linalg.norm(p) * np.linalg.norm(q))) if len(p) and p.any() and q.any() \
                 else float("nan")
-            cka = linear_cka(np.stack(means), np.stack(ref_means)) if len(means) >= 2 else float("nan")
+            gram = _gram_similarity(np.stack(means, 1), np.stack(ref_means, 1)) if means else float("nan")
             for r in rows_for:
                 r["weight_profile_cosine_vs_ref"] = cos
-                r["weight_cka_vs_ref"] = cka
+                r["weight_gram_similarity_vs_ref"] = gram
     table = pd.DataFrame(rows)
     table.attrs.update({"reference": reference, "sf_edges": tuple(sf_edges)})
     return table, plot_subpopulations(table, figure_path)

@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     res = report.result
     c = report.counts
     print(f"sweep {report.sweep}: analysed {res.n_trials} finished trials "
-          f"(failed {c['failed']}, stopped {c['stopped']}, running {c['running']})")
+          f"(failed {c['failed']}, stopped {c['stopped']}, running {c['running']}, interrupted {c['interrupted']})")
     for row in res.variants.itertuples():
         print(f"  {row.variant:<28} {res.metric} {row.mean:.4f} [{row.ci_lo:.4f}, {row.ci_hi:.4f}] n={row.n}"
               + (f"  ({row.note})" if row.note else ""))

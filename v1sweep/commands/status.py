@@ -62,9 +62,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"{info['parents']} runs of this sweep in the store; counting "
               f"{'all' if args.all_parents else 'the latest (--all-parents for all)'}")
     print(f"trials {c['total']}: finished {c['finished']}, failed {c['failed']}, stopped {c['stopped']}, "
-          f"running {c['running']}")
-    if c["running"] and info["parent_status"] != "RUNNING":
-        print("  (running trials of a sweep whose driver ended were interrupted: `v1sweep resume` continues them)")
+          f"running {c['running']}" + (f", interrupted {c['interrupted']}" if c["interrupted"] else ""))
+    if c["interrupted"] or (c["running"] and info["parent_status"] != "RUNNING"):
+        print("  (unfinished trials of a sweep whose driver ended were interrupted: "
+              "`v1sweep resume SWEEP_DIR` continues them)")
     best = info["best"]
     if best:
         print(f"best so far by {info['metric']} ({info['mode']}): {best['value']:.4f}  "
