@@ -31,6 +31,8 @@ from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
 WAIT_SWEEP = "waiting for v1sweep.sweep_spec / `v1sweep run --dry-run` (sweep engine)"
 WAIT_QUERY = "waiting for v1sweep.query: an unreachable tracking server raises MlflowException, not QueryError"
+WAIT_TRIAL_EVAL = ("waiting for v1sweep.trial: a published corruption set (eval.path) is looked for only after "
+                   "training, so a wrong path costs the whole training run and leaves its checkpoint")
 WAIT_TRIAL = ("waiting for v1sweep.trial: run_trial writes config.yaml / rf files into out_dir before "
               "its inputs (RF histogram file, dataset, checkpoint) are checked")
 
@@ -66,6 +68,7 @@ class CliCase:
     state_xfail: str | None = None    # known partial state, tested separately and marked xfail
     xfail: str | None = None          # the whole case waits for a module still being written
     process: bool = False             # run in a fresh interpreter (see PROCESS_CASES)
+    needs_no_cuda: bool = False       # the bad input is "cuda" on a machine without it
 
 
 def trial(*extra: str) -> tuple[str, ...]:
@@ -149,6 +152,13 @@ CLI_CASES: list[CliCase] = [
             leaves=("out", "out/summary.json", "out/config.yaml", "out/rf_params.csv", "out/rf_histograms.png")),
     CliCase("out-is-a-file", ("train", "cfg.yaml", "--out", "taken/out"), {"cfg.yaml": TINY, "taken": "a file"},
             ("taken/out", "Not a directory"), code=1),
+    CliCase("published-corruptions-missing", trial(),
+            {"cfg.yaml": TINY.replace("eval: {corruptions: [], max_images: 20}",
+                                      "eval: {corruptions: [gaussian_noise], severities: [1], source: published, "
+                                      "path: no/CIFAR-10-C, max_images: 20}")},
+            ("no/CIFAR-10-C", "not found"), state_xfail=WAIT_TRIAL_EVAL),
+    CliCase("cuda-unavailable", trial("--device", "cuda"), {"cfg.yaml": TINY},
+            ("train.device", "CUDA is not available"), state_xfail=WAIT_TRIAL, needs_no_cuda=True),
     # ---- sweep and search-space files (`v1sweep run --dry-run` validates and expands, nothing runs)
     CliCase("sweep-include-cycle", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: cycle\ninclude: [space_a.yaml]\n",
@@ -176,7 +186,10 @@ CLI_CASES: list[CliCase] = [
     CliCase("sweep-malformed-yaml", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: broken\ninclude: [space.yaml\n", "space.yaml": GOOD_SPACE},
             ("sweep.yaml", "malformed YAML at line")),
-    # ---- the tracking store
+    # ---- the tracking store and the analysis commands
+    CliCase("tracking-store-missing", ("status", "nosuch"), {}, ("no MLflow store at", "mlflow.db")),
+    CliCase("analyze-too-few-resamples", ("analyze", "nosuch", "--n-boot", "5"), {},
+            ("--n-boot", "allowed: >= 100")),
     CliCase("tracking-server-unreachable",
             ("status", "smoke", "--tracking-uri", "http://127.0.0.1:{port}"), {},
             ("127.0.0.1:{port}", ("unreachable", "cannot reach", "could not connect", "connection refused")),
@@ -272,9 +285,15 @@ def _in_process(case: CliCase, case_dir: Path, monkeypatch, capsys) -> Outcome:
     return Outcome(code, captured.out, captured.err + extra, case_dir, before, 0)
 
 
+def _marks(case: CliCase, xfail: str | None) -> list:
+    marks = [pytest.mark.xfail(reason=xfail, strict=False)] if xfail else []
+    if case.needs_no_cuda:
+        marks.append(pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"))
+    return marks
+
+
 def _params(cases: list[CliCase]) -> list:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=c.xfail, strict=False)] if c.xfail else [])
-            for c in cases]
+    return [pytest.param(c, id=c.id, marks=_marks(c, c.xfail)) for c in cases]
 
 
 def _check(case: CliCase, out: Outcome) -> None:
@@ -304,8 +323,7 @@ def test_cli_bad_input(case: CliCase, tmp_path, monkeypatch, capsys):
     _check(case, _in_process(case, tmp_path / case.id, monkeypatch, capsys))
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=pytest.mark.xfail(reason=c.state_xfail,
-                                                                                   strict=False))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c, c.state_xfail))
                                   for c in CLI_CASES if c.state_xfail])
 def test_cli_runtime_rejection_leaves_no_output(case: CliCase, request, tmp_path, monkeypatch, capsys):
     """An input found bad once the trial starts (dataset, RF file) still leaves no half-made out dir."""

@@ -94,6 +94,9 @@ def test_layer_cka_table(tiny_models):
     assert table["cka"].between(0, 1 + 1e-9).all()
     same = layer_cka(bio, bio, images, ["vone", "layer2"], corruption_fn=noise)
     assert np.allclose(same["cka"], 1.0)
+    named = layer_cka(bio, unif, images[:8], ["logits"], corruptions=[("gaussian_noise", 2), ("contrast", 3)])
+    assert list(named["probe"]) == ["clean", "gaussian_noise/2", "contrast/3", "all"]
+    assert named["cka"].between(0, 1 + 1e-9).all() and named["n_images"].tolist() == [8, 8, 8, 24]
     # the table entry equals CKA of the activations collected by hand (pooled 4x4 like the default)
     from v1sweep.models import layer_outputs
 

@@ -20,15 +20,17 @@ MONOTONE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "g
 
 
 def natural(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """Smooth colour fields with edges and fine texture, values k/255 in [0, 1] (B, 3, H, W)."""
+    """Natural-image-like batches (B, 3, H, W) with values k/255: 1/f ("pink") noise with a
+    shared luminance component, a random tint per image and a bright rectangle (an edge)."""
     g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, 3, 4, 4, generator=g)
-    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
-    yy = torch.arange(size).view(1, 1, size, 1)
-    x = x + 0.15 * torch.sin(yy * 0.5 + torch.rand(n, 3, 1, 1, generator=g) * 6)
-    x[:, :, size // 4: size // 2, size // 4: 3 * size // 4] += 0.3  # an edge
-    x = x + 0.02 * torch.randn(n, 3, size, size, generator=g)
-    return (x.clamp(0.02, 0.98) * 255).round() / 255
+    f = torch.fft.fftfreq(size)
+    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).clamp_min(1 / size)
+    noise = 0.4 * torch.randn(n, 3, size, size, generator=g) + torch.randn(n, 1, size, size, generator=g)
+    img = torch.fft.ifft2(torch.fft.fft2(noise) / radius).real
+    img = (img - img.mean(dim=(-2, -1), keepdim=True)) / img.std(dim=(-2, -1), keepdim=True)
+    img = 0.5 + 0.18 * img + 0.1 * torch.randn(n, 3, 1, 1, generator=g)
+    img[:, :, size // 4: size // 2, size // 4: 3 * size // 4] += 0.25
+    return (img.clamp(0.02, 0.98) * 255).round() / 255
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -243,9 +245,27 @@ def test_elastic_moves_pixels_but_keeps_the_image():
 @pytest.mark.parametrize("name", MONOTONE)
 @pytest.mark.parametrize("size", [32, 64])
 def test_psnr_falls_with_severity(name, size):
-    x = natural(8 if size == 32 else 4, size, seed=8)
+    x = natural(16 if size == 32 else 6, size, seed=8)
     values = [psnr(x, apply(x, name, s)) for s in range(1, 6)]
-    assert all(a > b for a, b in zip(values, values[1:])), f"{name} {size}px PSNR {np.round(values, 2)}"
+    for s in range(1, 5):
+        if name == "motion_blur" and size == 32 and s == 3:
+            # published CIFAR-10 parameters (6, 2) -> (8, 2): the one-sided kernel's weights beyond
+            # tap 6 are < 0.3 %, so severities 3 and 4 differ only in their random angles
+            assert values[3] < values[2] + 0.5, np.round(values, 2)
+            continue
+        assert values[s] < values[s - 1], f"{name} {size}px PSNR {np.round(values, 2)}"
+
+
+def test_motion_blur_severity_3_and_4_share_their_kernel_at_32px():
+    """Why the exception above is the published behaviour and not a bug: at a fixed angle the two
+    severities blur almost identically."""
+    from v1sweep.corruptions import ops
+
+    x = natural(4, 32, seed=3)
+    angles = torch.full((4,), 20.0)
+    p3, p4 = TABLES["cifar10"]["motion_blur"][2:4]
+    a, b = ops.line_blur(x, p3[0], p3[1], angles), ops.line_blur(x, p4[0], p4[1], angles)
+    assert psnr(a, b) > 45
 
 
 # ------------------------------------------------------------------ bad input

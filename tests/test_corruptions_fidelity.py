@@ -183,3 +183,25 @@ def test_references_are_not_trivially_equal_to_input():
         param = TABLES["cifar10"][name][4]
         changed = np.clip(REFERENCES[name](imgs[0], param), 0, 1)
         assert psnr(changed, imgs[0]) < 33, name
+
+
+# ------------------------------------------------------------------ the benchmark's baseline path
+@pytest.mark.parametrize("name", sorted(REFERENCES) + ["gaussian_noise", "shot_noise", "glass_blur", "motion_blur",
+                                                       "snow", "frost", "fog", "elastic_transform", "spatter"])
+def test_benchmark_reference_agrees_with_the_suite(name):
+    """`v1sweep.corruptions.reference` (the per-image numpy baseline of `v1sweep bench corruptions`)
+    computes the same corruptions: equal for deterministic ones, the same mean absolute change
+    (within sampling noise) for random ones."""
+    from v1sweep.corruptions.reference import apply_reference
+
+    u8 = generated_images(12, 32, seed=4)
+    xn = u8.astype(np.float64) / 255
+    x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255
+    for sev in (1, 5):
+        ours = apply(x, name, sev).permute(0, 2, 3, 1).double().numpy()
+        ref = apply_reference(xn, name, sev)
+        if name in REFERENCES:
+            assert psnr(ours, ref) >= 35, (name, sev)
+        else:
+            a, b = np.abs(ours - xn).mean(), np.abs(ref - xn).mean()
+            assert abs(a - b) < 0.25 * max(a, b), (name, sev, a, b)

@@ -106,16 +106,18 @@ def test_compare_variants_table_and_figure(variants, tmp_path):
     expected = {"variant", "grouping", "group", "n_units", "unit_fraction", "resp_clean_mean", "resp_clean_std",
                 "resp_corrupt_mean", "resp_corrupt_std", "resp_rel_change", "resp_distortion",
                 "weight_norm_mean", "weight_norm_std", "weight_share", "weight_share_per_unit",
-                "weight_norm_ks_vs_ref", "weight_profile_cosine_vs_ref", "weight_cka_vs_ref", "clean_acc",
-                "corruption_acc", "ablated_clean_acc", "ablated_corruption_acc", "delta_clean_acc",
-                "delta_corruption_acc"}
+                "weight_mean_cosine", "weight_norm_ks_vs_ref", "weight_profile_cosine_vs_ref",
+                "weight_gram_similarity_vs_ref", "clean_acc", "corruption_acc", "ablated_clean_acc",
+                "ablated_corruption_acc", "delta_clean_acc", "delta_corruption_acc", "rel_delta_clean_acc",
+                "rel_delta_corruption_acc"}
     assert expected <= set(table.columns)
     per = table.groupby(["variant", "grouping"])
     assert (per["n_units"].sum() == N_S + N_C).all()
     assert np.allclose(per["weight_share"].sum(), 1.0)
     ref = table[table["variant"] == "biological"]
     assert np.allclose(ref["weight_norm_ks_vs_ref"], 0) and np.allclose(ref["weight_profile_cosine_vs_ref"], 1)
-    assert np.allclose(ref.loc[ref["grouping"] == "sf", "weight_cka_vs_ref"], 1)
+    assert np.allclose(ref["weight_gram_similarity_vs_ref"], 1)
+    assert table["weight_gram_similarity_vs_ref"].between(-1, 1 + 1e-12).all()
     assert len(table) == 2 * (3 + 2)
     # one row checked by hand: response mean and ablated accuracy of unif1's 'high' SF band
     row = table[(table["variant"] == "unif1") & (table["grouping"] == "sf") & (table["group"] == "high")].iloc[0]
@@ -128,6 +130,12 @@ def test_compare_variants_table_and_figure(variants, tmp_path):
         sp._front_end(twin)[1].weight[:, idx] = 0
     assert row["ablated_clean_acc"] == pytest.approx(sp.accuracy(twin, images, labels))
     assert row["delta_clean_acc"] == pytest.approx(row["ablated_clean_acc"] - row["clean_acc"])
+    w = sp._front_end(models["unif1"])[1].weight.detach()[:, idx, 0, 0].double()
+    cos = [torch.nn.functional.cosine_similarity(w[:, a], w[:, b], dim=0).item()
+           for a in range(len(idx)) for b in range(len(idx)) if a != b]
+    assert row["weight_mean_cosine"] == pytest.approx(np.mean(cos), rel=1e-9)
+    share = (w.norm(dim=0) ** 2).sum() / (sp._front_end(models["unif1"])[1].weight.detach().double() ** 2).sum()
+    assert row["weight_share"] == pytest.approx(share.item(), rel=1e-9)
     data = fig.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -142,3 +150,12 @@ def test_compare_variants_rejects_plain_models_and_bad_options(variants):
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 4))
     with pytest.raises(ValueError, match="VOne model"):
         sp.compare_variants({"plain": plain}, {"plain": rfs["biological"]}, images, labels, lambda x: x)
+
+
+def test_weight_gram_similarity_ignores_how_outputs_are_ordered_or_rotated():
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((8, 3))  # 8 bottleneck outputs x 3 group-mean read-outs
+    q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    assert sp._gram_similarity(m, q @ m) == pytest.approx(1.0)
+    assert sp._gram_similarity(m, m[rng.permutation(8)]) == pytest.approx(1.0)
+    assert sp._gram_similarity(m, m * np.array([1.0, 3.0, 0.2])) < 0.9  # groups weighted differently

@@ -292,7 +292,9 @@ def load(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) ->
     if tree is None:
         tree = {}
     if not isinstance(tree, Mapping):
-        raise ConfigError("a trial config must be a mapping of sections", file=str(path))
+        sections = ", ".join(f.name for f in dataclasses.fields(TrialConfig))
+        raise ConfigError(f"a trial config must be a mapping of sections ({sections}), got a "
+                          f"{type(tree).__name__}", file=str(path))
     flat = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
     tree = deep_merge(tree, unflatten(flat))
     return from_dict(tree, file=str(path))

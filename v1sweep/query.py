@@ -35,8 +35,9 @@ STATES = ("finished", "failed", "stopped", "running", "interrupted")
 SWEEP_ROLE, TRIAL_ROLE, ANALYSIS_ROLE = "sweep", "trial", "analysis"
 BASE_COLUMNS = ("run_id", "trial_id", "status", "run_name", "parent_run_id", "experiment_id",
                 "start_time", "end_time", "error")
-# Files a sweep output directory may hold that name the sweep (checked in this order).
-SWEEP_DIR_FILES = ("sweep.json", "v1sweep.json", "sweep.yaml", "sweep.yml")
+# Files of a sweep output directory that name the sweep (checked in this order): `v1sweep.sweep`
+# writes sweep.json (name, tracking URI, experiment, parent run id, search metric) and sweep.yaml.
+SWEEP_DIR_FILES = ("sweep.json", "sweep.yaml")
 
 
 class QueryError(V1SweepError, LookupError):
@@ -103,6 +104,9 @@ def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: s
     if not name:
         raise QueryError(f"{file}: no 'name:' key; cannot tell which sweep it describes")
     uri = tracking.get("uri") or info.get("tracking_uri")
+    if info.get("tracking_uri_masked") and not tracking_uri:  # sweep.json never stores credentials
+        raise QueryError(f"{file}: the sweep's tracking URI holds credentials and was not stored "
+                         f"({uri}); pass it with --tracking-uri")
     search = info.get("search") if isinstance(info.get("search"), Mapping) else {}
     metric = search.get("metric") or info.get("metric")
     mode = search.get("mode") or info.get("mode")

@@ -331,7 +331,7 @@ def _route_overrides(flat: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
             valid = ["name", "trial.<key>", *(f"{s}.<key>" for s in _SWEEP_SECTIONS + _TRIAL_SECTIONS)]
             hint = closest(head, ["name", "trial", *_SWEEP_SECTIONS, *_TRIAL_SECTIONS])
             raise ConfigError(f"--set {key}: unknown key{hint}; allowed: {', '.join(valid)} "
-                              f"(the search space is changed in the sweep file)", key=key)
+                              f"(the search space is changed in the sweep file)")
     return sweep_over, trial_over
 
 
@@ -398,7 +398,7 @@ def _base_trial(parsed: SweepFile, *, file: str | None, base_dir: Path,
 
 
 def _data_path_hint(exc: ConfigError, file: str | None) -> str:
-    if exc.key == "data.path":
+    if _split_error(exc)[0] == "data.path":
         return " (for the CIFAR-10 / Tiny ImageNet sweeps pass the dataset folder: --data-path DIR)"
     return ""
 
@@ -413,12 +413,26 @@ def _absolute_paths(tree: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _reraise(exc: ConfigError, *, file: str | None, prefix: str, hint: str = "") -> typing.NoReturn:
+_KEYED = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\[\d+\])?): (.*)$", re.S)
+
+
+def _split_error(exc: ConfigError) -> tuple[str | None, str]:
+    """(dotted key, message) of a ConfigError, also when the key only survives in the text."""
     where = (f"{exc.file}: " if exc.file else "") + (f"{exc.key}: " if exc.key else "")
     text = str(exc)
     body = text[len(where):] if text.startswith(where) else text
-    key = f"{prefix}{exc.key}" if exc.key else prefix.rstrip(".")
-    raise ConfigError(body + hint, file=exc.file or file, key=key) from None
+    key = exc.key
+    if key is None:
+        m = _KEYED.match(body)
+        if m:
+            key, body = m.group(1), m.group(2)
+    return key, body
+
+
+def _reraise(exc: ConfigError, *, file: str | None, prefix: str, hint: str = "") -> typing.NoReturn:
+    key, body = _split_error(exc)
+    full = f"{prefix}{key}" if key else prefix.rstrip(".")
+    raise ConfigError(body + hint, file=exc.file or file, key=full) from None
 
 
 def _find_file(name: str, dirs: Sequence[Path]) -> Path | None:
@@ -450,7 +464,8 @@ def _resolve_space(parsed: SweepFile, *, file: str | None,
 
 def _include(name: str, *, base_dir: Path, chain: list[str], space: dict, origins: dict,
              includes: list[str], from_file: str | None, key: str) -> None:
-    path = _find_file(name, [base_dir, base_dir / "search_spaces", SEARCH_SPACES_DIR, Path.cwd() / "search_spaces"])
+    path = _find_file(name, [base_dir, base_dir.parent, REPO_ROOT, Path.cwd(), SEARCH_SPACES_DIR,
+                             Path.cwd() / "search_spaces"])
     if path is None:
         available = sorted(p.name for p in SEARCH_SPACES_DIR.glob("*.yaml")) if SEARCH_SPACES_DIR.is_dir() else []
         hint = closest(Path(name).name, available)
@@ -465,6 +480,10 @@ def _include(name: str, *, base_dir: Path, chain: list[str], space: dict, origin
     raw = trial_config.read_yaml(path)
     if raw is None:
         raw = {}
+    if isinstance(raw, Mapping) and "name" in raw:
+        raise ConfigError(f"{name!r} is a sweep file, not a search-space fragment (keys: description, include, "
+                          f"space); include files from search_spaces/, e.g. search_spaces/seeds.yaml",
+                          file=from_file, key=key)
     fragment: FragmentFile = build(FragmentFile, raw, file=resolved)
     for inc in fragment.include:
         _include(inc, base_dir=path.parent, chain=chain + [resolved], space=space, origins=origins,
@@ -539,8 +558,7 @@ def _check_value(keys: list[str], value: Any, *, file: str | None, key: str, wha
             _check_constraints(out, field.metadata, file=file, key=label)
         except ConfigError as exc:
             if what:
-                where = (f"{exc.file}: " if exc.file else "") + (f"{exc.key}: " if exc.key else "")
-                body = str(exc)[len(where):]
+                body = _split_error(exc)[1]
                 raise ConfigError(f"{what} {body}", file=file, key=label) from None
             raise
     return out
@@ -631,10 +649,9 @@ def _check_combinations(sweep: SweepSpec, origins: Mapping[str, str], file: str 
         try:
             sweep.trial_config_for(params)
         except ConfigError as exc:
-            where = (f"{exc.file}: " if exc.file else "") + (f"{exc.key}: " if exc.key else "")
-            body = str(exc)[len(where):] if str(exc).startswith(where) else str(exc)
+            key, body = _split_error(exc)
             point = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
-            what = f"{exc.key}: {body}" if exc.key else body
+            what = f"{key}: {body}" if key else body
             raise ConfigError(f"the space yields an invalid trial ({point}): {what}",
                               file=file, key="space") from None
 

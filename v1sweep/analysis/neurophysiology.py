@@ -424,8 +424,9 @@ def plot_property_histograms(units: pd.DataFrame, path: str | Path,
         if bench.counts is not None:
             c = np.asarray(bench.counts, dtype=float)
             ax.bar(x + 0.2, c / c.sum(), width=0.4, label=f"V1 (n={int(c.sum())})")
-        ax.set_xticks(x[:: max(1, len(x) // 5)])
-        ax.set_xticklabels([f"{edges[i]:.3g}" for i in x[:: max(1, len(x) // 5)]], fontsize=7)
+        ticks = np.arange(len(edges))[:: max(1, len(edges) // 6)]  # ticks on bin edges
+        ax.set_xticks(ticks - 0.5)
+        ax.set_xticklabels([f"{edges[i]:.3g}" for i in ticks], fontsize=7)
         ax.set_title(f"{name}", fontsize=8)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:

@@ -299,8 +299,9 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
 
 
 def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
-    """Rows = groupings; columns = response change under corruption, weight share per unit, and the
-    ablation's change of corruption (solid) and clean (hatched) accuracy; bars per group x variant."""
+    """Rows = groupings; columns = response distortion under corruption, bottleneck weight share per
+    unit, and the ablation's relative change of corruption (solid) and clean (hatched) accuracy;
+    bars per group x variant. The side-by-side view of 'similar responses and weights, different impact'."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,11 +309,13 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
 
     groupings = list(dict.fromkeys(table["grouping"]))
     variants = list(dict.fromkeys(table["variant"]))
-    panels = [("resp_distortion", "response distortion\n||a_corr - a|| / ||a||"),
-              ("weight_share_per_unit", "bottleneck weight share\nper unit (1 = average)")]
-    if "delta_corruption_acc" in table.columns:
-        panels.append(("delta_corruption_acc", "ablation: change in accuracy\n(solid corrupted, hatched clean)"))
-    fig, axes = plt.subplots(len(groupings), len(panels), figsize=(4.2 * len(panels), 2.8 * len(groupings)),
+    panels = [("resp_distortion", "responses: distortion under corruption\n||a_corr - a|| / ||a||"),
+              ("weight_share_per_unit", "weights: bottleneck share per unit\n(1 = average unit)")]
+    ablated = "rel_delta_corruption_acc" in table.columns
+    if ablated:
+        panels.append(("rel_delta_corruption_acc",
+                       "impact: ablation, relative accuracy change\n(solid corrupted, hatched clean)"))
+    fig, axes = plt.subplots(len(groupings), len(panels), figsize=(4.3 * len(panels), 2.9 * len(groupings)),
                              squeeze=False)
     width = 0.8 / max(1, len(variants))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -326,13 +329,17 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                 vals = sub[sub["variant"] == variant].set_index("group").reindex(groups)
                 pos = x + (v - (len(variants) - 1) / 2) * width
                 color = colors[v % len(colors)]
-                if col == "delta_corruption_acc":
-                    ax.bar(pos - width / 4, vals[col], width / 2, color=color, label=variant)
-                    ax.bar(pos + width / 4, vals["delta_clean_acc"], width / 2, color=color, alpha=0.45,
+                if col == "rel_delta_corruption_acc":
+                    ax.bar(pos - width / 4, vals[col], width / 2, color=color)
+                    ax.bar(pos + width / 4, vals["rel_delta_clean_acc"], width / 2, color=color, alpha=0.45,
                            hatch="//", edgecolor="k", linewidth=0.3)
                     ax.axhline(0, color="k", linewidth=0.6)
                 else:
-                    ax.bar(pos, vals[col], width, color=color, label=variant)
+                    name = variant
+                    if ablated and i == 0 and j == 0:
+                        first = vals.iloc[0]
+                        name = f"{variant} (clean {first['clean_acc']:.2f}, corr. {first['corruption_acc']:.2f})"
+                    ax.bar(pos, vals[col], width, color=color, label=name)
             ax.set_xticks(x)
             ax.set_xticklabels(groups, fontsize=8)
             if i == 0:
@@ -341,10 +348,10 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.set_ylabel(by, fontsize=9)
             if col == "weight_share_per_unit":
                 ax.axhline(1, color="k", linewidth=0.6, linestyle=":")
-                ck = sub.groupby("variant", sort=False)["weight_cka_vs_ref"].first()
-                ax.text(0.02, 0.97, "CKA vs ref: " + ", ".join(f"{k} {v:.2f}" for k, v in ck.items()),
-                        transform=ax.transAxes, fontsize=6, va="top")
-    axes[0, 0].legend(fontsize=7)
+                sim = sub.groupby("variant", sort=False)["weight_gram_similarity_vs_ref"].first()
+                ax.set_xlabel("Gram sim. vs ref: " + ", ".join(f"{k} {v:.2f}" for k, v in sim.items()),
+                              fontsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Sub-populations (reference: {table.attrs.get('reference', variants[0])})", fontsize=10)
     fig.tight_layout()
     path = Path(path)

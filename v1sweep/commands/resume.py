@@ -1,14 +1,24 @@
-"""`v1sweep resume` (not implemented yet)."""
+"""`v1sweep resume SWEEP_DIR`: continue an interrupted sweep without rerunning or duplicating trials."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "resume (not implemented yet)"
+HELP = "continue an interrupted sweep (driver killed, machine rebooted): one MLflow run per trial"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from v1sweep.commands.run import add_common
+
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
+                        help="the sweep folder `v1sweep run` printed (v1sweep_runs/<name>-<time>)")
+    add_common(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("v1sweep resume: not implemented yet")
+    from v1sweep.commands.run import exit_code
+    from v1sweep.sweep import resume_sweep
+
+    outcome = resume_sweep(args.sweep_dir, address=args.address, tracking_uri=args.tracking_uri,
+                           num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                           out=lambda msg: print(msg, flush=True))
+    return exit_code(outcome)

@@ -4,8 +4,9 @@
 names cheaply; everything else loads on first use:
 
 - `list_corruptions()`, `apply(images, name, severity, seed=0, indices=None)` (suite)
-- `materialize(...)` (cached CIFAR-10-C-layout sets), `source_for(...)`, `GeneratedSource`,
-  `CifarCSource`, `TinyImageNetCSource` (readers)
+- `source_for(...)`, `GeneratedSource`, `CifarCSource`, `TinyImageNetCSource` (readers)
+- `v1sweep.corruptions.materialize.materialize(...)` writes the cached CIFAR-10-C-layout sets (not
+  re-exported here: the package attribute `materialize` is that submodule, as Python sets it)
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from v1sweep.corruptions.catalog import (BENCHMARK_CORRUPTIONS, CATEGORIES, CORR
 _LAZY = {
     "list_corruptions": "suite",
     "apply": "suite",
-    "materialize": "materialize",
     "source_for": "readers",
     "GeneratedSource": "readers",
     "CifarCSource": "readers",

@@ -75,14 +75,22 @@ class NpySource:
         # a copy of just this block (fancy indexing copies; a slice of the memmap would not)
         return block[self.subset] if self.subset is not None else np.array(block)
 
+    def array(self, name: str) -> np.ndarray:
+        """The memory-mapped (5N, H, W, 3) uint8 array of one corruption (nothing is read yet)."""
+        path = self.path / f"{name}.npy"
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: unreadable .npy ({exc})") from None
+        if arr.ndim != 4 or arr.shape[0] != 5 * self.n or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+            raise DatasetError(f"{path}: expected uint8 (5 * {self.n}, H, W, 3), got {arr.dtype} {arr.shape}")
+        return arr
+
     def load(self, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
         if (name, severity) not in self.pairs():
             raise ValueError(f"{name}/{severity} is not in this source; it holds {len(self.pairs())} pairs "
                              f"of {', '.join(self.corruptions)} x severities {self.severities}")
-        path = self.path / f"{name}.npy"
-        arr = np.load(path, mmap_mode="r")
-        if arr.ndim != 4 or arr.shape[0] != 5 * self.n or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            raise DatasetError(f"{path}: expected uint8 (5 * {self.n}, H, W, 3), got {arr.dtype} {arr.shape}")
+        arr = self.array(name)
         images = torch.from_numpy(self._block(arr, severity)).permute(0, 3, 1, 2).contiguous()
         labels = torch.from_numpy(self._block(np.load(self.path / "labels.npy", mmap_mode="r"), severity)
                                   .astype(np.int64))
