@@ -66,7 +66,8 @@ def store(tmp_path_factory):
         for seed in range(4):
             m = _metrics(rng, sim + rng.normal(0, 0.03), 0.6 + rng.normal(0, 0.01))
             tid = f"{s}-{seed}"
-            _log_trial(client, exp, pid, "paper", tid, {"rf.strategy": s, "train.seed": seed}, m, start=len(written["paper"]["trials"]))
+            _log_trial(client, exp, pid, "paper", tid, {"rf.strategy": s, "train.seed": seed}, m,
+                       start=len(written["paper"]["trials"]))
             written["paper"]["trials"][tid] = m
     _log_trial(client, exp, pid, "paper", "crash", {"rf.strategy": "unif1", "train.seed": 9}, {}, status="failed")
     client.set_terminated(pid, "FINISHED")
@@ -102,7 +103,8 @@ def _analysis_runs(uri, parent_id):
 
     client = MlflowClient(uri)
     exps = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(exps, f"tags.`v1sweep.role` = 'analysis' AND tags.`mlflow.parentRunId` = '{parent_id}'")
+    found = client.search_runs(exps, f"tags.`v1sweep.role` = 'analysis' AND tags.`mlflow.parentRunId` = '{parent_id}'")
+    return client, found
 
 
 def test_report_files_figures_and_mlflow_run(store, tmp_path):

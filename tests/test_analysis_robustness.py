@@ -113,6 +113,17 @@ def test_correlation_cis_equal_direct_loops_with_scipy():
         assert got == pytest.approx(tuple(np.percentile(boots, [5, 95])), abs=1e-9), kind
 
 
+def test_bootstrap_cis_of_tiny_samples_stay_in_range():
+    # Four trials of a smoke sweep: resamples with two distinct points make the closed-form partial
+    # correlation 0/0 (round-off gave 1.06 here before degenerate resamples became NaN).
+    x = np.array([0.88906787, 0.72477564, 0.91667672, 0.74316631])
+    y = np.array([0.219, 0.14077778, 0.17822222, 0.15855556])
+    z = np.array([0.225, 0.145, 0.205, 0.17])
+    for kind in ("pearson", "spearman", "partial"):
+        lo, hi = rb.correlation_ci(x, y, kind, z=z, n_boot=2000)
+        assert -1 <= lo <= hi <= 1, kind
+
+
 def test_partial_corr_against_residuals_closed_form_and_ols():
     rng = np.random.default_rng(3)
     z = rng.normal(size=30)
@@ -220,7 +231,8 @@ def test_alpha_curves_and_trend():
     curves, trend = rb.alpha_curves(frame, n_boot=100)
     assert list(curves["alpha"]) == [0.0, 0.25, 0.5, 1.0] and set(curves["n"]) == {3}
     for row in curves.itertuples():
-        assert row.mean == pytest.approx(frame.loc[frame["params.rf.alpha"] == row.alpha, "metrics.corruption_acc"].mean())
+        at_alpha = frame.loc[frame["params.rf.alpha"] == row.alpha, "metrics.corruption_acc"]
+        assert row.mean == pytest.approx(at_alpha.mean())
     x, y = frame["params.rf.alpha"].to_numpy(), frame["metrics.corruption_acc"].to_numpy()
     t = trend.iloc[0]
     assert t.pearson_r == pytest.approx(stats.pearsonr(x, y).statistic)
@@ -249,3 +261,8 @@ def test_registry_is_light_and_resolves():
             "print(sorted(m for m in ('torch', 'mlflow', 'matplotlib', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", list_analyses())
+def test_every_registered_analysis_resolves_to_a_callable(name):
+    assert callable(get_analysis(name))

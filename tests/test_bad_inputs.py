@@ -6,10 +6,12 @@ raise a typed error (`ConfigError`, `DatasetError`, `TrialFailed`, or `ValueErro
 option). And it leaves nothing behind: no output folder, no MLflow store, no cache file for an
 input rejected before any work starts.
 
-CLI cases run the real command line in a subprocess (`python -m v1sweep.cli ...`), each in its
-own folder with HOME, the cache and the MLflow store pointed inside it, so anything a rejected
-command creates shows up as a new file. They are launched together, a few at a time, by one
-module fixture (each pays a Python start-up), and each case is still its own test.
+CLI cases run in their own folder with HOME, the dataset cache and the MLflow store pointed
+inside it, so anything a rejected command creates shows up as a new file. Sweep and tracking cases,
+and three `v1sweep train` cases end to end (malformed YAML, a bad RF histogram file, a NaN loss),
+run the real command line in a subprocess (`python -m v1sweep.cli ...`), launched a few at a time
+by one module fixture; the other `v1sweep train` cases go through `v1sweep.cli.main` in this process (the same parsing, dispatch and error handling, without a torch import per case;
+V1SWEEP_TEST_ALL_SUBPROCESS=1 sends them through subprocesses too). Each case is its own test.
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ import torch
 from v1sweep import config as cfg
 from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
-WAIT_SWEEP = "waiting for v1sweep.sweep_spec / `v1sweep run --dry-run` (sweep engine)"
 WAIT_QUERY = "waiting for v1sweep.query: an unreachable tracking server raises MlflowException, not QueryError"
 WAIT_TRIAL_EVAL = ("waiting for v1sweep.trial: a published corruption set (eval.path) is looked for only after "
                    "training, so a wrong path costs the whole training run and leaves its checkpoint")
@@ -45,7 +46,7 @@ model: {backbone: tiny, bottleneck: 8}
 train: {epochs: 1, batch_size: 20, device: cpu, schedule: constant}
 eval: {corruptions: [], max_images: 20}
 """
-GOOD_SPACE = "train.seed: {grid: [0, 1]}\n"
+GOOD_SPACE = "space:\n  train.seed: {grid: [0, 1]}\n"
 
 
 def _free_port() -> int:
@@ -162,34 +163,61 @@ CLI_CASES: list[CliCase] = [
     # ---- sweep and search-space files (`v1sweep run --dry-run` validates and expands, nothing runs)
     CliCase("sweep-include-cycle", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: cycle\ninclude: [space_a.yaml]\n",
-             "space_a.yaml": "include: [space_b.yaml]\nrf.seed: {grid: [0, 1]}\n",
-             "space_b.yaml": "include: [space_a.yaml]\ntrain.seed: {grid: [0, 1]}\n"},
-            ("space_a.yaml", "space_b.yaml", ("cycle", "circular")), xfail=WAIT_SWEEP),
+             "space_a.yaml": "include: [space_b.yaml]\nspace:\n  rf.seed: {grid: [0, 1]}\n",
+             "space_b.yaml": "include: [space_a.yaml]\nspace:\n  train.seed: {grid: [0, 1]}\n"},
+            ("space_a.yaml", "space_b.yaml", ("cycle", "circular"))),
     CliCase("sweep-empty-search-space", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: empty\ninclude: [space.yaml]\n", "space.yaml": "{}\n"},
-            (("sweep.yaml", "space.yaml"), ("empty", "no parameters", "nothing to")), xfail=WAIT_SWEEP),
+            (("sweep.yaml", "space.yaml"), ("empty", "no parameters", "nothing to"))),
     CliCase("sweep-fractional-gpu-above-1", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: gpu\ninclude: [space.yaml]\nresources: {cpu: 1, gpu: 1.5}\n",
              "space.yaml": GOOD_SPACE},
-            ("sweep.yaml", "resources.gpu", "1.5"), xfail=WAIT_SWEEP),
+            ("sweep.yaml", "resources.gpu", "1.5", "allowed: a fraction in (0, 1]")),
     CliCase("sweep-unknown-key", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: typo\ninclude: [space.yaml]\nserch: {}\n", "space.yaml": GOOD_SPACE},
             ("sweep.yaml", "serch", "did you mean 'search'")),
     CliCase("sweep-unknown-distribution", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: dist\ninclude: [space.yaml]\n",
-             "space.yaml": "train.lr: {logunifrm: [1.0e-3, 1.0e-1]}\n"},
+             "space.yaml": "space:\n  train.lr: {logunifrm: [1.0e-3, 1.0e-1]}\n"},
             ("space.yaml", "logunifrm", "loguniform")),
     CliCase("sweep-parameter-not-a-trial-key", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: key\ninclude: [space.yaml]\n",
-             "space.yaml": "rf.stratgy: {choice: [biological, unif1]}\n"},
+             "space.yaml": "space:\n  rf.stratgy: {grid: [biological, unif1]}\n"},
             ("space.yaml", "rf.stratgy", "rf.strategy")),
     CliCase("sweep-malformed-yaml", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: broken\ninclude: [space.yaml\n", "space.yaml": GOOD_SPACE},
             ("sweep.yaml", "malformed YAML at line")),
+    CliCase("sweep-bad-trial-key", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\ntrial: {train: {epocs: 3}}\n", "space.yaml": GOOD_SPACE},
+            ("sweep.yaml", "trial.train.epocs", "did you mean 'epochs'")),
+    CliCase("sweep-unknown-algorithm", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\nsearch: {algorithm: bayes}\n", "space.yaml": GOOD_SPACE},
+            ("sweep.yaml", "search.algorithm", "allowed: grid, random, optuna, optuna-multi")),
+    CliCase("sweep-optuna-without-metric", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\nsearch: {algorithm: optuna}\n", "space.yaml": GOOD_SPACE},
+            ("sweep.yaml", "search.metric", "corruption_acc")),
+    CliCase("sweep-include-missing", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ninclude: [spaec.yaml]\n", "space.yaml": GOOD_SPACE},
+            ("sweep.yaml", "include", "'spaec.yaml' not found", "available: ")),
+    CliCase("sweep-loguniform-reversed", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\nspace:\n  train.lr: {loguniform: [0.1, 0.001]}\n"},
+            ("sweep.yaml", "space.train.lr", "low < high")),
+    CliCase("sweep-grid-value-out-of-range", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\nspace:\n  train.epochs: {grid: [3, -1]}\n"},
+            ("sweep.yaml", "space.train.epochs", "allowed: [0, 10000]")),
+    CliCase("sweep-rejected-before-ray-or-mlflow-start", ("run", "sweep.yaml"),  # a real run, not --dry-run
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\nresources: {cpu: 1, gpu: 2.5}\n", "space.yaml": GOOD_SPACE},
+            ("sweep.yaml", "resources.gpu", "2.5")),
+    CliCase("sweep-set-unknown-key", ("run", "sweep.yaml", "--dry-run", "--set", "search.num_sampels=4"),
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\n", "space.yaml": GOOD_SPACE},
+            ("num_sampels", "did you mean 'num_samples'")),
     # ---- the tracking store and the analysis commands
     CliCase("tracking-store-missing", ("status", "nosuch"), {}, ("no MLflow store at", "mlflow.db")),
     CliCase("analyze-too-few-resamples", ("analyze", "nosuch", "--n-boot", "5"), {},
             ("--n-boot", "allowed: >= 100")),
+    CliCase("run-tracking-server-unreachable", ("run", "sweep.yaml", "--tracking-uri", "http://127.0.0.1:{port}"),
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\n", "space.yaml": GOOD_SPACE},
+            ("127.0.0.1:{port}", "not reachable", "mlflow server")),
     CliCase("tracking-server-unreachable",
             ("status", "smoke", "--tracking-uri", "http://127.0.0.1:{port}"), {},
             ("127.0.0.1:{port}", ("unreachable", "cannot reach", "could not connect", "connection refused")),
@@ -198,8 +226,6 @@ CLI_CASES: list[CliCase] = [
 for _case in CLI_CASES:
     if _case.argv[0] != "train":  # sweep engine and MLflow: always in a real process
         _case.process = True
-    if _case.argv[0] == "run" and _case.xfail is None:  # the sweep cases wait for the sweep engine
-        _case.xfail = WAIT_SWEEP
 # A fresh interpreter per case costs a torch import (`v1sweep train` imports the trial path before
 # it reads the config); config errors therefore run through `cli.main` in this process, the rest
 # (runtime failures, the sweep engine, MLflow, one config error end to end) in real processes.

@@ -118,20 +118,38 @@ def test_gaussian_noise_std(size, table):
         assert abs(float(r.mean())) < 0.05 * sigma
 
 
-def test_shot_noise_is_poisson():
-    levels = torch.tensor([0.01, 0.05, 0.3, 0.7])  # rates from 0.5 to 350 photons (both samplers)
-    x = levels.repeat_interleave(8).view(1, 1, 32, 1).expand(16, 3, 32, 32).contiguous()  # 32 px: cifar10
+@pytest.mark.parametrize("on_grid", [False, True], ids=["float-levels", "8-bit-levels"])
+def test_shot_noise_is_poisson(on_grid):
+    """Both samplers (PTRS / inversion for arbitrary values, table inversion for 8-bit values):
+    counts, mean, variance and third central moment of Poisson(level * lambda)."""
+    levels = torch.tensor([0.01, 0.05, 0.3, 0.7])  # rates from 0.5 to 350 photons
+    if on_grid:
+        levels = (levels * 255).round() / 255
+    x = levels.repeat_interleave(8).view(1, 1, 32, 1).expand(64, 3, 32, 32).contiguous()  # 32 px: cifar10
     for sev in (1, 3, 5):
         lam = TABLES["cifar10"]["shot_noise"][sev - 1]
         counts = (apply(x, "shot_noise", sev) * lam).double()
         assert torch.allclose(counts, counts.round(), atol=1e-3), "values are not counts / lambda"
         for i, level in enumerate(levels.tolist()):
-            if level * lam > 0.95 * lam:  # clipped at 1 (not the case here)
-                continue
             c = counts[:, :, 8 * i:8 * i + 8].flatten()
             rate = level * lam
-            assert abs(float(c.mean()) - rate) < 4 * (rate / c.numel()) ** 0.5 + 1e-3
-            assert abs(float(c.var()) / rate - 1) < 0.1, (sev, level, float(c.var()), rate)
+            if rate + 5 * rate ** 0.5 > lam:  # counts above lambda are clipped (to 1): skip
+                continue
+            n = c.numel()
+            assert abs(float(c.mean()) - rate) < 4 * (rate / n) ** 0.5, (sev, level)
+            assert abs(float(c.var()) / rate - 1) < 4 * (2 / n) ** 0.5 + 4 / (rate * n) ** 0.5, (sev, level)
+            third = float(((c - rate) ** 3).mean()) / rate
+            # skewness of Poisson: third central moment = rate (sampling sd ~ sqrt(6 rate / n) / 1)
+            assert abs(third - 1) < 4 * (6 * (rate + 1) / n) ** 0.5, (sev, level, third)
+
+
+def test_shot_noise_sampler_choice_is_per_image():
+    """An 8-bit image and an off-grid image in one batch: each corrupts as it does alone."""
+    x = natural(2, 32, seed=11)
+    x[1] = (x[1] + 0.3 / 255).clamp(0, 1)  # off the 1/255 grid
+    both = apply(x, "shot_noise", 2, seed=3)
+    assert torch.equal(both[0], apply(x[:1], "shot_noise", 2, seed=3, indices=[0])[0])
+    assert torch.equal(both[1], apply(x[1:], "shot_noise", 2, seed=3, indices=[1])[0])
 
 
 @pytest.mark.parametrize("sev", [1, 3, 5])

@@ -116,7 +116,8 @@ def store(tmp_path_factory):
     other_exp = client.create_experiment("elsewhere", artifact_location=(root / "a2").as_uri())
     other = write_parent(client, other_exp, "other", base)
     write_trial(client, other_exp, other, "other", "x0", _config({}), "finished", {"corruption_acc": 0.5}, None, base)
-    return {"uri": uri, "empty_uri": f"sqlite:///{root / 'empty.db'}", "root": root, "parent": parent, "old": old, "old_ids": old_ids, "ids": ids,
+    return {"uri": uri, "empty_uri": f"sqlite:///{root / 'empty.db'}", "root": root, "parent": parent,
+            "old": old, "old_ids": old_ids, "ids": ids,
             "configs": configs, "sweep_dir": sweep_dir}
 
 
@@ -316,6 +317,25 @@ def test_sweep_named_by_yaml_and_by_directory(store, tmp_path, monkeypatch):
     # A folder that happens to carry the sweep's name (conftest chdirs to tmp_path) does not hide it.
     (tmp_path / "qsweep").mkdir()
     assert list(query.runs("qsweep", tracking_uri=store["uri"])["trial_id"]) == FINISHED
+
+
+def test_sweep_folder_with_sweep_json(store, tmp_path, monkeypatch):
+    """The folder `v1sweep run` writes: sweep.json names the store and the parent run it used."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    folder = tmp_path / "v1sweep_runs" / "qsweep-20260101-000000"
+    folder.mkdir(parents=True)
+    info = {"name": "qsweep", "sweep_dir": str(folder), "tracking_uri": store["uri"], "tracking_uri_masked": False,
+            "experiment": "qsweep", "parent_run_id": store["old"], "search": {"metric": "clean_acc", "mode": "min"}}
+    (folder / "sweep.json").write_text(json.dumps(info))
+    table = query.runs(folder)  # the parent run of sweep.json, not the latest one
+    assert list(table["trial_id"]) == ["old0", "old1"] and set(table["parent_run_id"]) == {store["old"]}
+    ref = query.resolve_sweep(folder)
+    assert (ref.metric, ref.mode, ref.tracking_uri) == ("clean_acc", "min", store["uri"])
+    info.update(tracking_uri="http://***@host:5000", tracking_uri_masked=True)
+    (folder / "sweep.json").write_text(json.dumps(info))
+    with pytest.raises(query.QueryError, match="holds credentials.*--tracking-uri"):
+        query.runs(folder)
+    assert len(query.runs(folder, tracking_uri=store["uri"])) == 2
 
 
 def test_unknown_sweep_lists_the_sweeps_found(store):

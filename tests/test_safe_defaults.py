@@ -30,7 +30,6 @@ from v1sweep.errors import ConfigError, DatasetError, V1SweepError
 
 PACKAGE = Path(v1sweep.__file__).resolve().parent
 SOURCES = sorted(PACKAGE.rglob("*.py"))
-WAIT_SWEEP = "waiting for v1sweep.sweep_spec / `v1sweep run --dry-run` (sweep engine)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,12 +136,12 @@ def test_sweep_file_with_a_python_tag_is_rejected_by_the_query_side(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-@pytest.mark.xfail(reason=WAIT_SWEEP, strict=False)
 def test_sweep_and_search_space_files_with_a_python_tag_are_rejected(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     for name, sweep, space in (
-            ("in-sweep", f"name: {yaml_payload(tmp_path / 'ran')}\ninclude: [space.yaml]\n", "train.seed: {grid: [0]}\n"),
-            ("in-space", "name: s\ninclude: [space.yaml]\n", f"train.seed: {yaml_payload(tmp_path / 'ran')}\n")):
+            ("in-sweep", f"name: {yaml_payload(tmp_path / 'ran')}\ninclude: [space.yaml]\n",
+             "space:\n  train.seed: {grid: [0]}\n"),
+            ("in-space", "name: s\ninclude: [space.yaml]\n", f"space:\n  train.seed: {yaml_payload(tmp_path / 'ran')}\n")):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "sweep.yaml").write_text(sweep)
@@ -150,9 +149,10 @@ def test_sweep_and_search_space_files_with_a_python_tag_are_rejected(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", "run", "sweep.yaml", "--dry-run"], cwd=folder,
                               env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
-        assert "malformed YAML" in proc.stderr and "Traceback" not in proc.stderr
+        assert "malformed YAML" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "ran").exists()
         assert not (tmp_path / "m.db").exists()
+        assert sorted(p.name for p in folder.iterdir()) == ["space.yaml", "sweep.yaml"]
 
 
 def test_custom_rf_histogram_with_a_python_tag_is_rejected(tmp_path):
@@ -278,6 +278,32 @@ def test_ui_for_a_server_store_prints_it_masked_and_starts_nothing(capsys):
     assert "http://***@127.0.0.1:5999" in out.out
     for secret in SECRETS:
         assert secret not in out.out + out.err
+
+
+CI_MARKERS = ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS",
+              "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION",
+              "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID")
+
+
+@pytest.mark.xfail(reason="waiting for v1sweep.tracking / query / commands.ui: MLflow 3 sends usage telemetry "
+                          "by default (off only under CI/pytest); set MLFLOW_DISABLE_TELEMETRY=true before "
+                          "importing mlflow and in the `mlflow server` environment", strict=False)
+def test_mlflow_usage_telemetry_is_off_for_users(tmp_path):
+    """MLflow >= 3 reports usage to its vendor unless told not to; a research tool should not.
+
+    MLflow switches telemetry off by itself under pytest and CI, so the command runs with those
+    markers removed, as a user's shell would. An enabled telemetry client writes its
+    installation id to ~/.config/mlflow/telemetry.json.
+    """
+    (tmp_path / "sweep.yaml").write_text("name: t\nspace:\n  train.seed: {grid: [0]}\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in CI_MARKERS and k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "XDG_CONFIG_HOME")}
+    env.update(HOME=str(tmp_path / "home"), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", "run", "sweep.yaml", "--tracking-uri",
+                           f"http://127.0.0.1:{_free_port()}"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr  # the store is unreachable: it stops before any trial
+    assert not (tmp_path / "home" / ".config" / "mlflow" / "telemetry.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,3 +255,37 @@ def test_trial_config_doc_lists_every_key():
     text = (REPO / "docs" / "trial_config.md").read_text()
     for key, _, _ in cfg.field_docs():
         assert f"`{key}`" in text, key
+
+
+def test_bench_train_runs_both_paths(capsys):
+    """The benchmark's plumbing on a tiny shape (its numbers are not checked: not a timed test)."""
+    assert cli_main(["bench", "train", "--device", "cpu", "--batch", "4", "--image-size", "32", "--classes", "10",
+                     "--steps", "1", "--warmup", "0", "--workers", "0", "--no-smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "fast" in out and "naive" in out and "ratio fast / naive" in out
+
+
+def test_naive_v1_formulation_matches_the_block():
+    """The benchmark's baseline front-end computes the same responses, the published (4x) way."""
+    from v1sweep.benchmarks.train import naive_vone, study_config
+    from v1sweep.models import build_model
+    from v1sweep.trial import sample_rf
+
+    config = cfg.replace(study_config(32), **{"frontend.n_simple": 12, "frontend.n_complex": 12})
+    model = build_model(config, sample_rf(config), 10)
+    x = torch.randn(2, 3, 32, 32)
+    want = model.vone(x)
+    torch.testing.assert_close(naive_vone(model.vone)(x), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.slow
+def test_cifar10_config_runs_on_the_shared_data(cifar10_root, tmp_path):
+    from v1sweep.trial import run_trial
+
+    config = cfg.load(REPO / "sweeps/trials/cifar10.yaml", [
+        f"data.path={cifar10_root}", "data.train_size=256", "data.test_size=100", "train.epochs=1",
+        "train.batch_size=32", "train.max_batches=2", "eval.corruptions=[gaussian_noise]", "eval.severities=[3]",
+        "eval.max_images=50"])
+    result = run_trial(config, tmp_path, log=quiet)
+    assert result.summary["images"] == {"train": 256, "test": 100}
+    assert {"clean_acc", "corruption_acc", "corruption_acc/noise", "rf_similarity"} <= set(result.metrics)

@@ -13,14 +13,16 @@ directory. Failed and stopped trials are left out unless asked for.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
 import re
 import tempfile
 import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from v1sweep.errors import V1SweepError
 from v1sweep.store import mask_uri, resolve_tracking_uri, store_exists
@@ -460,6 +462,21 @@ def pareto(sweep: Any, metrics: Sequence[str], modes: Sequence[str] | str | None
     return front.sort_values(cols[0], ascending=(modes[0] == "min"), kind="stable").reset_index(drop=True)
 
 
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a download progress bar on stderr; one small file does not need it."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 def config_of(run_id: str, *, tracking_uri: str | None = None) -> "TrialConfig":
     """The trial config of a trial run, ready for `v1sweep train`.
 
@@ -484,7 +501,7 @@ def config_of(run_id: str, *, tracking_uri: str | None = None) -> "TrialConfig":
     except Exception:  # artifact store unreachable: the params still tell
         names = set()
     if "config.yaml" in names:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
             try:
                 local = client.download_artifacts(run_id, "config.yaml", tmp)
                 tree = cfg.read_yaml(local)

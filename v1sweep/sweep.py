@@ -543,6 +543,12 @@ _TUNE_ENV = {
 
 @contextmanager
 def _tune_env() -> Iterator[None]:
+    import logging
+
+    # With Tune's file loggers off, its result analysis warns that result.json is missing: not an issue.
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     old = {k: os.environ.get(k) for k in _TUNE_ENV}
     for k, v in _TUNE_ENV.items():
         if k not in os.environ or k in ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "TUNE_DISABLE_STRICT_METRIC_CHECKING",
@@ -551,6 +557,7 @@ def _tune_env() -> Iterator[None]:
     try:
         yield
     finally:
+        quiet.setLevel(level)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

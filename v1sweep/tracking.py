@@ -147,18 +147,33 @@ def _transient(exc: BaseException) -> bool:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class _Op:
-    """One write: `fn(client)`, or (when `metrics` is set) a log_batch of `metrics` to `resolve()`."""
+    """One write: `fn(client)`, or a log_batch of `metrics` / `params` / `tags` to the run `resolve()`
+    names (batch ops of one trial are merged while they wait, so a busy store gets fewer calls)."""
     what: str
     fn: Callable[[Any], None] | None = None
     trial_id: str | None = None
     metrics: list | None = None
+    params: list = field(default_factory=list)
+    tags: list = field(default_factory=list)
     resolve: Callable[[], str] | None = None
 
+    @property
+    def is_batch(self) -> bool:
+        return self.fn is None
+
+    def size(self) -> tuple[int, int, int]:
+        return len(self.metrics or []), len(self.params), len(self.tags)
+
     def __call__(self, client: Any) -> None:
-        if self.metrics is not None:
-            client.log_batch(self.resolve(), metrics=self.metrics)
-        else:
+        if self.fn is not None:
             self.fn(client)
+        elif self.metrics or self.params or self.tags:
+            client.log_batch(self.resolve(), metrics=self.metrics or [], params=self.params, tags=self.tags)
+
+
+def _fits(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
+    m, p, t = a[0] + b[0], a[1] + b[1], a[2] + b[2]
+    return m + p + t <= 1000 and p <= 100 and t <= 100
 
 
 class RunWriter:
@@ -214,15 +229,33 @@ class RunWriter:
             if not self._queue:
                 return None
             op = self._queue.popleft()
-            if op.metrics is not None:  # merge queued metric batches of the same trial: one call
-                merged = list(op.metrics)
-                while (self._queue and self._queue[0].metrics is not None
-                       and self._queue[0].trial_id == op.trial_id
-                       and len(merged) + len(self._queue[0].metrics) <= 1000):
-                    merged.extend(self._queue.popleft().metrics)
-                op = _Op(op.what, trial_id=op.trial_id, metrics=merged, resolve=op.resolve)
+            if op.is_batch and op.trial_id is not None:
+                op = self._merge(op)
             self._busy = True
             return op
+
+    def _merge(self, op: _Op) -> _Op:
+        """Pull later batch ops of the same trial into `op`, up to that trial's next other write
+        (ops of other trials may be passed: each trial's own order is kept)."""
+        metrics, params, tags = list(op.metrics or []), list(op.params), list(op.tags)
+        size = op.size()
+        keep: collections.deque[_Op] = collections.deque()
+        blocked = False
+        while self._queue:
+            nxt = self._queue.popleft()
+            if not blocked and nxt.trial_id == op.trial_id:
+                if nxt.is_batch and _fits(size, nxt.size()):
+                    metrics += nxt.metrics or []
+                    params += nxt.params
+                    tags = [t for t in tags if t.key not in {n.key for n in nxt.tags}] + nxt.tags
+                    size = (len(metrics), len(params), len(tags))
+                    continue
+                blocked = True
+            keep.append(nxt)
+        self._queue = keep
+        if size == op.size():
+            return op
+        return _Op(op.what, trial_id=op.trial_id, metrics=metrics, params=params, tags=tags, resolve=op.resolve)
 
     def _loop(self) -> None:
         while True:
@@ -420,10 +453,12 @@ class SweepTracker:
                     run = client.create_run(experiment_id, tags=all_tags, run_name=run_name[:250])
                     self._runs[trial_id] = run.info.run_id
             child.run_id = self._runs[trial_id]
-            for i in range(0, len(param_list), 100):
-                client.log_batch(self._runs[trial_id], params=param_list[i:i + 100])
 
         self.writer.submit(_Op(f"create run of trial {trial_id}", create, trial_id))
+        resolve = self._resolver(trial_id)
+        for i in range(0, len(param_list), 100):
+            self.writer.submit(_Op(f"params of trial {trial_id}", trial_id=trial_id, params=param_list[i:i + 100],
+                                   resolve=resolve))
 
     def _resolver(self, trial_id: str) -> Callable[[], str]:
         def resolve() -> str:
@@ -511,12 +546,12 @@ class SweepTracker:
         resolve = self._resolver(trial_id)
 
         def fn(client: Any) -> None:
-            run_id = resolve()
-            client.log_batch(run_id, tags=[RunTag(k, _tag_value(v)) for k, v in tags.items()])
-            client.set_terminated(run_id, mlflow_status)
+            client.set_terminated(resolve(), mlflow_status)
 
         child.status = mlflow_status
         child.tags.update(tags)
+        self.writer.submit(_Op(f"tags of trial {trial_id}", trial_id=trial_id,
+                               tags=[RunTag(k, _tag_value(v)) for k, v in tags.items()], resolve=resolve))
         self.writer.submit(_Op(f"end run of trial {trial_id} ({status})", fn, trial_id))
 
     def set_tags(self, trial_id: str, tags: Mapping[str, str]) -> None:
@@ -524,12 +559,9 @@ class SweepTracker:
 
         if trial_id not in self.children:
             return
-        resolve = self._resolver(trial_id)
-
-        def fn(client: Any) -> None:
-            client.log_batch(resolve(), tags=[RunTag(k, _tag_value(v)) for k, v in tags.items()])
-
-        self.writer.submit(_Op(f"tags of trial {trial_id}", fn, trial_id))
+        self.writer.submit(_Op(f"tags of trial {trial_id}", trial_id=trial_id,
+                               tags=[RunTag(k, _tag_value(v)) for k, v in tags.items()],
+                               resolve=self._resolver(trial_id)))
 
     def remove_orphans(self, known_trial_ids: set[str]) -> list[str]:
         """Child runs of trials the sweep no longer has (the driver died before Ray saved them; Ray

@@ -179,13 +179,14 @@ class _Progress:
         self.epoch, self.epochs, self.total = epoch, epochs, total
         self.start = self.last = time.perf_counter()
 
+    def due(self) -> bool:
+        """Time for another update (checked without synchronising the device)."""
+        return self.enabled and time.perf_counter() - self.last >= 0.5
+
     def update(self, batches: int, images: int, loss: float | None = None) -> None:
-        if not self.enabled:
+        if not self.due():
             return
-        now = time.perf_counter()
-        if now - self.last < 0.5:
-            return
-        self.last = now
+        now = self.last = time.perf_counter()
         rate = images / max(now - self.start, 1e-9)
         if self.total:
             width = 24
@@ -261,7 +262,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         images += len(y)
         loss_sum += loss.detach().double() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
-        if batches % check_every == 0 or progress.enabled:
+        if batches % check_every == 0 or progress.due():
             value = loss_sum.item()
             if not math.isfinite(value):
                 progress.close()
@@ -300,6 +301,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
     device = resolve_device(device if device is not None else config.device)
     fp = fingerprint if fingerprint is not None else config_fingerprint(config)
     channels_last = config.channels_last and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -310,7 +313,9 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
 
     if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, fingerprint=fp, map_location=device)
+        # Loaded on the CPU: load_state_dict copies into the model's device, and the optimizer
+        # moves its state next to its parameters; RNG states must stay CPU tensors.
+        state = load_checkpoint(ckpt, fingerprint=fp, map_location="cpu")
         if state["epoch"] > config.epochs:
             raise ConfigError(f"checkpoint {ckpt} is at epoch {state['epoch']}, past train.epochs "
                               f"{config.epochs}; raise train.epochs or use another output folder",

@@ -29,9 +29,11 @@ for _name, _target in {
     # The full report of a sweep from MLflow: figures, Markdown/HTML, CSV, logged as an analysis run.
     "report": "v1sweep.analysis.report:build_report",
     # Model-level analyses (torch): grating tuning, CKA, sub-population ablations.
-    "neurophysiology": "v1sweep.analysis.neurophysiology",
-    "cka": "v1sweep.analysis.cka",
-    "subpopulations": "v1sweep.analysis.subpopulations",
+    "neurophysiology": "v1sweep.analysis.neurophysiology:electrophysiology",
+    "cka": "v1sweep.analysis.cka:layer_cka",
+    "subpopulations": "v1sweep.analysis.subpopulations:compare_variants",
+    # The three above on a sweep's trained models pulled from MLflow (a `query.runs` table).
+    "trained": "v1sweep.analysis.trained:analyze_sweep_models",
 }.items():
     ANALYSES.register(_name)(_target)
 
@@ -41,7 +43,7 @@ def list_analyses() -> list[str]:
 
 
 def get_analysis(name: str) -> Any:
-    """Import and return the registered analysis (a callable, or a module for model analyses)."""
+    """Import and return the registered analysis callable."""
     target = ANALYSES.get(name)
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)

@@ -73,7 +73,9 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
     counts = query.status_counts(table)
     unfinished = counts["running"] + counts["interrupted"]
     state = (f"{counts['finished']} finished, {counts['failed']} failed, {counts['stopped']} stopped, "
-             f"{counts['running']} running" + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else ""))
+             f"{counts['running']} running")
+    if counts["interrupted"]:
+        state += f", {counts['interrupted']} interrupted"
     if counts["total"] == 0:
         raise AnalysisError(f"sweep {name!r} has no trials yet (parent run {parent.info.run_id}); "
                             "run it first, or check the name with `v1sweep status`")
@@ -329,14 +331,16 @@ function draw() {
   const [x0, x1] = pts.length ? ext(x) : [0, 1], [y0, y1] = pts.length ? ext(y) : [0, 1];
   const sx = v => L + (v - x0) / (x1 - x0) * (W - L - R), sy = v => H - B - (v - y0) / (y1 - y0) * (H - T - B);
   const esc = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  let s = `<line x1="${L}" y1="${H-B}" x2="${W-R}" y2="${H-B}" stroke="#444"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H-B}" stroke="#444"/>`;
+  let s = `<line x1="${L}" y1="${H-B}" x2="${W-R}" y2="${H-B}" stroke="#444"/>` +
+          `<line x1="${L}" y1="${T}" x2="${L}" y2="${H-B}" stroke="#444"/>`;
   for (let k = 0; k <= 4; k++) { const vx = x0 + (x1 - x0) * k / 4, vy = y0 + (y1 - y0) * k / 4;
     s += `<text x="${sx(vx)}" y="${H-B+16}" font-size="11" text-anchor="middle">${vx.toPrecision(3)}</text>`;
     s += `<text x="${L-6}" y="${sy(vy)+4}" font-size="11" text-anchor="end">${vy.toPrecision(3)}</text>`; }
   s += `<text x="${(L+W-R)/2}" y="${H-12}" font-size="12" text-anchor="middle">${esc(x)}</text>`;
   s += `<text transform="translate(16,${(T+H-B)/2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(y)}</text>`;
   pts.forEach(p => { const c = pal[variants.indexOf(p.variant) % pal.length];
-    s += `<circle cx="${sx(p[x])}" cy="${sy(p[y])}" r="5" fill="${c}" fill-opacity="0.8" stroke="#333" stroke-width="0.5">` +
+    s += `<circle cx="${sx(p[x])}" cy="${sy(p[y])}" r="5" fill="${c}" fill-opacity="0.8" stroke="#333"` +
+         ` stroke-width="0.5">` +
          `<title>${esc(p.trial_id)} (${esc(p.variant)})\n${esc(x)} = ${p[x]}\n${esc(y)} = ${p[y]}</title></circle>`; });
   variants.forEach((v, k) => { s += `<circle cx="${W-R+15}" cy="${T+10+k*18}" r="5" fill="${pal[k % pal.length]}"/>` +
     `<text x="${W-R+25}" y="${T+14+k*18}" font-size="11">${esc(v)}</text>`; });
@@ -353,7 +357,8 @@ def render_html(title: str, meta: list[str], sections: list[Section], out: Path,
     for s in sections:
         body.append(f"<h2>{_esc(s.title)}</h2>")
         if s.title == "Warnings":
-            body.append('<div class="warn">' + "".join(f"<p>{_inline_md(t.lstrip('- '))}</p>" for t in s.text) + "</div>")
+            items = "".join(f"<p>{_inline_md(t.lstrip('- '))}</p>" for t in s.text)
+            body.append(f'<div class="warn">{items}</div>')
         else:
             body += [f"<p>{_inline_md(t)}</p>" for t in s.text]
         for caption, frame in s.tables:

@@ -85,9 +85,10 @@ def plot_variants(finished: pd.DataFrame, result: rb.RobustnessResult, path: Pat
             ax.scatter(i + offsets, vals, s=22, color=colors[row.variant], alpha=0.6, zorder=2)
             err = _yerr(np.array([row.mean]), np.array([row.ci_lo]), np.array([row.ci_hi]))
             ax.errorbar([i], [row.mean], yerr=err, fmt="D", color="black", ms=6, capsize=6, lw=1.5, zorder=3)
-            ax.annotate(f"n={row.n}" + ("!" if row.n < rb.MIN_SEEDS else ""), (i, 0), xycoords=("data", "axes fraction"),
+            few = row.n < rb.MIN_SEEDS
+            ax.annotate(f"n={row.n}" + ("!" if few else ""), (i, 0), xycoords=("data", "axes fraction"),
                         xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8,
-                        color="tab:red" if row.n < rb.MIN_SEEDS else "0.3")
+                        color="tab:red" if few else "0.3")
         ax.set_xticks(range(len(table)))
         ax.set_xticklabels(table["variant"], rotation=25 if long_labels else 0, ha="right" if long_labels
                            else "center", fontsize=8 if long_labels else 9)
@@ -187,7 +188,8 @@ def plot_correlations(finished: pd.DataFrame, result: rb.RobustnessResult, path:
     ax.set_yticks(ypos)
     ax.set_yticklabels(table["measure"], fontsize=8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel(f"correlation with {result.metric} ({_ci_label(result)} bootstrap CI)")
+    ax.set_xlabel(f"correlation with {result.metric} ({_ci_label(result)} bootstrap CI; "
+                  f"n = {result.n_trials} trials)")
     ax.set_title("robustness vs similarity to V1 (rf_wasserstein is a distance: V1-like = negative r)", fontsize=10)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     ax.grid(axis="x", alpha=0.3)

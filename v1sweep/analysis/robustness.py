@@ -110,9 +110,16 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _rowwise_partial(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Partial r of x, y given z per row, by the closed form (equal to the residual formula).
+
+    Rows where z explains x or y (almost) fully leave nothing to correlate: NaN, not round-off.
+    """
     rxy, rxz, ryz = _rowwise_pearson(x, y), _rowwise_pearson(x, z), _rowwise_pearson(y, z)
+    den = (1 - rxz ** 2) * (1 - ryz ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
+        r = (rxy - rxz * ryz) / np.sqrt(den)
+    r = np.where(den > 1e-10, r, np.nan)
+    return np.clip(r, -1.0, 1.0)
 
 
 def partial_corr(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> tuple[float, float]:
@@ -295,13 +302,14 @@ def correlations(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, measures: Se
         sr = stats.spearmanr(x, y) if ok else None
         s = seed + k
         row["pearson_r"], row["pearson_p"] = (float(pr.statistic), float(pr.pvalue)) if ok else nan2
-        row["pearson_lo"], row["pearson_hi"] = correlation_ci(x, y, "pearson", n_boot=n_boot, ci=ci, seed=s) if ok else nan2
+        boot = {"n_boot": n_boot, "ci": ci, "seed": s}
+        row["pearson_lo"], row["pearson_hi"] = correlation_ci(x, y, "pearson", **boot) if ok else nan2
         row["spearman_rho"], row["spearman_p"] = (float(sr.statistic), float(sr.pvalue)) if ok else nan2
-        row["spearman_lo"], row["spearman_hi"] = correlation_ci(x, y, "spearman", n_boot=n_boot, ci=ci, seed=s) if ok else nan2
+        row["spearman_lo"], row["spearman_hi"] = correlation_ci(x, y, "spearman", **boot) if ok else nan2
         if zcol and ok and n >= 4:
             z = data[zcol].to_numpy()
             row["partial_r"], row["partial_p"] = partial_corr(x, y, z)
-            row["partial_lo"], row["partial_hi"] = correlation_ci(x, y, "partial", z=z, n_boot=n_boot, ci=ci, seed=s)
+            row["partial_lo"], row["partial_hi"] = correlation_ci(x, y, "partial", z=z, **boot)
         else:
             row["partial_r"], row["partial_p"], row["partial_lo"], row["partial_hi"] = nan2 + nan2
         notes = []
@@ -363,11 +371,13 @@ def alpha_curves(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, n_boot: i
         ok = x.size >= 3 and np.ptp(y) > 0
         trend = {"param": key, "metric": metric, "n": int(x.size)}
         trend["pearson_r"] = float(stats.pearsonr(x, y).statistic) if ok else float("nan")
-        trend["pearson_lo"], trend["pearson_hi"] = correlation_ci(x, y, "pearson", n_boot=n_boot, ci=ci, seed=seed) if ok else (float("nan"),) * 2
+        trend["pearson_lo"], trend["pearson_hi"] = (correlation_ci(x, y, "pearson", n_boot=n_boot, ci=ci, seed=seed)
+                                                    if ok else (float("nan"), float("nan")))
         trend["spearman_rho"] = float(stats.spearmanr(x, y).statistic) if ok else float("nan")
         trend["slope"] = float(np.polyfit(x, y, 1)[0]) if ok else float("nan")
         trend_rows.append(trend)
-    curves = pd.DataFrame(curve_rows, columns=["param", "alpha", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "note"])
+    curves = pd.DataFrame(curve_rows, columns=["param", "alpha", "metric", "n", "mean", "std", "ci_lo", "ci_hi",
+                                               "note"])
     trends = pd.DataFrame(trend_rows, columns=["param", "metric", "n", "pearson_r", "pearson_lo", "pearson_hi",
                                                "spearman_rho", "slope"])
     return curves, trends
@@ -409,7 +419,8 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
     kw = {"n_boot": n_boot, "ci": ci, "seed": seed}
     variants = variant_summary(frame, metric, labels=labels, **kw)
     has_clean = bool(control) and f"metrics.{control}" in frame.columns
-    clean = variant_summary(frame, control, labels=labels, **kw) if has_clean else variant_summary(frame.iloc[:0], metric)
+    clean = (variant_summary(frame, control, labels=labels, **kw) if has_clean
+             else variant_summary(frame.iloc[:0], metric))
     rel_metrics = [metric] + ([control] if has_clean and control != metric else [])
     relative = relative_differences(frame, rel_metrics, **kw)
     corr = correlations(frame, metric, control=control if has_clean else None, **kw)
@@ -425,7 +436,7 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
         for row in few.itertuples():
             warnings.append(f"variant {row.variant!r} has {row.n} seed(s) (< {MIN_SEEDS}): its CI is "
                             f"{'undefined' if row.n < 2 else 'wide'}; run more seeds")
-    for row in relative.itertuples():
+    for row in relative[relative["metric"] == metric].itertuples():
         if row.note:
             warnings.append(f"{row.metric} {row.reference} vs {row.other}: {row.note}")
     if len(frame) < 3:

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, default=str))
         return 0
 
-    print(format_table(top, metric, exclude_params=()))
+    print(format_table(top, metric, exclude_params=("params.name",)))
     print(f"\n{len(top)} of {len(table)} finished trials by {metric} ({mode}); store {mask_uri(ref.tracking_uri)}")
     if args.export:
         print(f"wrote {args.export}: config of trial {top.loc[0, 'trial_id']} (run {top.loc[0, 'run_id']}); "

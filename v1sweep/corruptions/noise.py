@@ -16,8 +16,25 @@ def gaussian_noise(x: Tensor, sigma: float, rng: CounterRNG) -> Tensor:
 
 @register("shot_noise")
 def shot_noise(x: Tensor, lam: float, rng: CounterRNG) -> Tensor:
-    """Poisson(x * lambda) / lambda: photon noise of an image with lambda photons at full scale."""
-    return rng.poisson("noise", x * lam) / lam
+    """Poisson(x * lambda) / lambda: photon noise of an image with lambda photons at full scale.
+
+    Images whose values are all multiples of 1/255 (8-bit data, as in `materialize`) draw by
+    inverting tabulated CDFs (fast); other images use the PTRS / inversion sampler. Both are
+    exact Poisson; the choice is made per image, so it never depends on the batch.
+    """
+    b = x.shape[0]
+    levels = x * 255
+    codes = levels.round()
+    on_grid = ((levels - codes).abs() <= 1e-3).reshape(b, -1).all(1)
+    if bool(on_grid.all()):
+        return rng.poisson_levels("noise", codes, lam) / lam
+    out = torch.empty_like(x)
+    grid_rows = torch.nonzero(on_grid, as_tuple=True)[0]
+    if grid_rows.numel():
+        out[grid_rows] = rng.subset(grid_rows).poisson_levels("noise", codes[grid_rows], lam) / lam
+    rows = torch.nonzero(~on_grid, as_tuple=True)[0]
+    out[rows] = rng.subset(rows).poisson("noise", x[rows] * lam) / lam
+    return out
 
 
 @register("impulse_noise")

@@ -224,14 +224,18 @@ def line_blur(x: Tensor, radius: int, sigma: float, angles_deg: Tensor) -> Tenso
     # ImageMagick: offset = ceil(i * cos(a) - 0.5), ceil(i * sin(a) - 0.5)
     ox = torch.ceil(i[None, :] * torch.cos(a)[:, None] - 0.5).to(torch.int64)  # (B, width)
     oy = torch.ceil(i[None, :] * torch.sin(a)[:, None] - 0.5).to(torch.int64)
-    ys = torch.arange(h, device=x.device)
-    xs = torch.arange(w, device=x.device)
-    flat = x.reshape(b, c, h * w)
-    out = torch.zeros_like(flat)
+    # offsets never exceed width - 1: pad once with edge pixels, then every tap is a gather at a
+    # per-image constant offset from the same base index
+    r = width - 1
+    xp = pad2d(x, r, r, "edge")
+    hp, wp = h + 2 * r, w + 2 * r
+    flat = xp.reshape(b, c, hp * wp)
+    base = ((torch.arange(h, device=x.device) + r)[:, None] * wp
+            + (torch.arange(w, device=x.device) + r)[None, :]).view(1, h * w)
+    shift = oy * wp + ox  # (B, width)
+    out = torch.zeros(b, c, h * w, dtype=x.dtype, device=x.device)
     for t in range(width):
-        yy = (ys[None, :] + oy[:, t:t + 1]).clamp_(0, h - 1)  # (B, H)
-        xx = (xs[None, :] + ox[:, t:t + 1]).clamp_(0, w - 1)  # (B, W)
-        idx = (yy[:, :, None] * w + xx[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+        idx = (base + shift[:, t:t + 1]).unsqueeze(1).expand(b, c, h * w)
         out.add_(torch.gather(flat, 2, idx), alpha=float(kernel[t]))
     return out.view(b, c, h, w)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -119,6 +121,34 @@ class CounterRNG:
             z = z.add_(mean)
         return z.reshape(self.batch, *shape)
 
+    def subset(self, rows: Tensor) -> "CounterRNG":
+        """The generator of a sub-batch (same keys, the selected images' indices)."""
+        out = CounterRNG.__new__(CounterRNG)
+        out.key, out.device = self.key, self.device
+        out.indices = self.indices[rows.to(self.indices.device)]
+        out.batch = int(out.indices.numel())
+        return out
+
+    def poisson_levels(self, stream: int | str, levels: Tensor, scale: float, n_levels: int = 255) -> Tensor:
+        """Poisson draws with rates scale * levels / n_levels for integer `levels` in [0, n_levels]
+        (images stored as 8-bit), by exact inversion of tabulated CDFs with a guide table: one
+        uniform per element and ~1-2 table look-ups. float32 counts."""
+        shape = levels.shape
+        cdf, guide = _poisson_tables(float(scale), int(n_levels), str(self.device))
+        length, buckets = cdf.shape[1], guide.shape[1]
+        rows = levels.reshape(self.batch, -1).to(torch.int64)
+        u = self._to_unit(self.bits(stream, (rows.shape[1],)))
+        base = rows * length
+        start = (u * buckets).to(torch.int64).add_(rows * buckets).view(-1)
+        k = guide.view(-1).gather(0, start).view_as(rows).to(torch.int64)
+        flat_cdf, flat_k, flat_u, flat_base = cdf.view(-1), k.view(-1), u.view(-1), base.view(-1)
+        active = torch.nonzero(flat_cdf.gather(0, flat_base + flat_k) < flat_u, as_tuple=True)[0]
+        while active.numel():  # a few elements (tail buckets) step up to their value
+            step = flat_k[active] + 1
+            flat_k[active] = step
+            active = active[flat_cdf[flat_base[active] + step] < flat_u[active]]
+        return k.to(torch.float32).reshape(shape)
+
     def poisson(self, stream: int | str, rate: Tensor) -> Tensor:
         """Poisson draws with per-element rates `rate` (B, ...) >= 0, as float32 counts.
 
@@ -175,6 +205,32 @@ class CounterRNG:
             if round_ > 1000:  # acceptance is > 0.8 per round; never reached in practice
                 raise RuntimeError("Poisson sampler did not converge")
         return out.reshape(shape)
+
+
+@lru_cache(maxsize=16)
+def _poisson_tables(scale: float, n_levels: int, device: str) -> tuple[Tensor, Tensor]:
+    """CDF rows of Poisson(scale * i / n_levels), i = 0..n_levels, computed in float64 and stored in
+    float32 (whose spacing below 1 equals the 2**-24 resolution of the uniforms), each up to where
+    the tail is below that resolution (last entry forced to 1), and Chen-Asau guide tables:
+    guide[i, m] = smallest k with CDF_i(k) >= m / buckets."""
+    rates = scale * np.arange(n_levels + 1) / n_levels
+    top = int(np.ceil(rates.max() + 12 * np.sqrt(rates.max() + 1) + 20))
+    k = np.arange(top + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = k[None, :] * np.log(rates[:, None]) - rates[:, None] - _lgamma(k + 1)[None, :]
+    logp[0] = np.where(k == 0, 0.0, -np.inf)  # rate 0: always 0
+    cdf = np.cumsum(np.exp(logp), axis=1)
+    cdf[:, -1] = 1.0
+    cdf = np.minimum(cdf, 1.0).astype(np.float32)
+    buckets = 2 * (top + 1)
+    edges = np.maximum(np.arange(buckets) / buckets, 0.5 / 16777216)  # no uniform is below 2**-25
+    guide = np.stack([np.searchsorted(row, edges, side="left") for row in cdf])
+    return (torch.as_tensor(cdf, dtype=torch.float32, device=device),
+            torch.as_tensor(guide, dtype=torch.int32, device=device))
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    return np.array([math.lgamma(v) for v in x.tolist()])
 
 
 def _ptrs_constants(lam: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -1,0 +1,606 @@
+"""The model-level analyses on a sweep's trained models, pulled back out of MLflow.
+
+Every finished trial run carries ``config.yaml`` (the resolved trial config), ``rf_params.csv`` (the
+sampled RF parameters) and ``model.pt`` (the final ``state_dict``). `load_trial_model` rebuilds the
+network from them; `analyze_sweep_models` runs the study's central analyses on a few of a sweep's
+models, grouped by RF strategy (the variant) and paired across variants by their seeds
+(``train.seed``, ``rf.seed``):
+
+(a) in-silico electrophysiology of each V1 block (`neurophysiology.electrophysiology`), scored
+    against the published V1 histograms; per-variant scores and a histogram figure. The tuning is
+    measured on the block's noiseless (mean) response: tuning curves are trial averages;
+(b) linear CKA between each variant's model and the reference (biological) model trained with the
+    same seeds, at vone / bottleneck / layer1.. / logits, on a probe set of clean and corrupted
+    images (`cka.layer_cka`);
+(c) sub-populations (`subpopulations.compare_variants`): responses, bottleneck weights and ablation
+    impact per unit group, for the models sharing one seed pair, then averaged over seed pairs.
+
+The probe set is the sweep's own test data (rebuilt with `v1sweep.data.load_dataset`, a seeded
+subset of `n_probe` images) unless images are given. Sweeps without V1 models, with one variant or
+with models lacking ``model.pt`` get a note in the returned Markdown, not an exception.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from v1sweep.analysis import AnalysisError
+from v1sweep.rf.params import RFParams
+
+if TYPE_CHECKING:
+    from v1sweep.config import TrialConfig
+    from v1sweep.models import V1Net
+
+MODEL_ARTIFACT, CONFIG_ARTIFACT, RF_ARTIFACT = "model.pt", "config.yaml", "rf_params.csv"
+# One cheap corruption per category (noise, blur, weather, digital), at severity 3.
+DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "frost", "contrast")
+REFERENCE = "biological"
+SEED_COLUMNS = ("params.train.seed", "params.rf.seed")
+DATA_COLUMNS = ("params.data.dataset", "params.data.path", "params.data.image_size", "params.data.seed",
+                "params.data.test_size")
+Log = Callable[[str], Any]
+
+
+# ----------------------------------------------------------------------------- loading one model
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys saved from a torch.compile'd or DataParallel model carry '_orig_mod.' / 'module.'."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("_orig_mod.", "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: str | torch.device = "cpu"
+                     ) -> "tuple[V1Net, TrialConfig, RFParams | None]":
+    """(model, config, rf) of a trial run: its artifacts downloaded, the network rebuilt with
+    `build_model`, the final weights loaded (``weights_only``), in eval mode with the V1 noise frozen
+    (the seed the trial's evaluation used). `rf` is None for a plain baseline.
+
+    Raises `AnalysisError` naming the run and the file when an artifact is missing or does not fit.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from v1sweep import config as cfg
+    from v1sweep.evaluation import NOISE_SEED
+    from v1sweep.models import build_model
+    from v1sweep.store import mask_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise AnalysisError(f"no run {run_id!r} in {mask_uri(uri)}") from None
+    trial = run.data.tags.get("trial_id")
+    who = f"run {run_id}" + (f" (trial {trial})" if trial else "")
+    try:
+        have = {a.path for a in client.list_artifacts(run_id)}
+    except Exception as exc:  # artifact store unreachable
+        raise AnalysisError(f"{who}: cannot list its artifacts: {exc}") from None
+    needed = [CONFIG_ARTIFACT, MODEL_ARTIFACT]
+    missing = [name for name in needed if name not in have]
+    if missing:
+        raise AnalysisError(f"{who}: missing artifact(s) {', '.join(missing)} (has: {', '.join(sorted(have)) or 'none'})"
+                            + ("; trials logged before the final weights were saved cannot be analysed at "
+                               "model level, rerun them" if MODEL_ARTIFACT in missing else ""))
+    with tempfile.TemporaryDirectory(prefix="v1sweep-model-") as tmp:
+        local = {name: Path(client.download_artifacts(run_id, name, tmp)) for name in needed}
+        config = cfg.load(local[CONFIG_ARTIFACT])
+        rf = None
+        if config.frontend.enabled:
+            if RF_ARTIFACT not in have:
+                raise AnalysisError(f"{who}: missing artifact {RF_ARTIFACT} (its config has the V1 block on)")
+            rf = RFParams.from_csv(Path(client.download_artifacts(run_id, RF_ARTIFACT, tmp)))
+        try:
+            state = torch.load(local[MODEL_ARTIFACT], map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise AnalysisError(f"{who}: {MODEL_ARTIFACT} is not a loadable state_dict: {exc}") from None
+    if not isinstance(state, dict):
+        raise AnalysisError(f"{who}: {MODEL_ARTIFACT} holds a {type(state).__name__}, expected a state_dict")
+    state = _strip_prefixes(state)
+    head = state.get("head.fc.weight")
+    num_classes = int(head.shape[0]) if head is not None else config.num_classes
+    if num_classes is None:
+        raise AnalysisError(f"{who}: cannot tell the number of classes ({MODEL_ARTIFACT} has no head.fc.weight)")
+    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation must not move the global RNG
+        model = build_model(config, rf, num_classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:3])
+        raise AnalysisError(f"{who}: {MODEL_ARTIFACT} does not fit the model its config.yaml builds: "
+                            f"{detail}") from None
+    model = model.to(device).eval()
+    if model.vone is not None:
+        model.vone.freeze_noise(NOISE_SEED)
+    return model, config, rf
+
+
+# ----------------------------------------------------------------------------- choosing the models
+def _finished(frame: pd.DataFrame) -> pd.DataFrame:
+    if "status" in frame.columns:
+        frame = frame[frame["status"] == "finished"]
+    return frame.reset_index(drop=True)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return default if value is None or (isinstance(value, float) and np.isnan(value)) else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _variant_of(row: pd.Series) -> str:
+    strategy = str(row.get("params.rf.strategy", REFERENCE) or REFERENCE)
+    alpha = row.get("params.rf.alpha")
+    if strategy == "interpolated" and alpha is not None and not (isinstance(alpha, float) and np.isnan(alpha)):
+        return f"interpolated(alpha={float(alpha):g})"
+    return strategy
+
+
+def _variant_order(name: str) -> tuple:
+    from v1sweep.config import STRATEGIES
+
+    base, _, rest = name.partition("(")
+    return (STRATEGIES.index(base) if base in STRATEGIES else len(STRATEGIES), rest, name)
+
+
+def select_models(runs_df: pd.DataFrame, *, max_models: int = 8, reference: str = REFERENCE
+                  ) -> tuple[pd.DataFrame, list[str]]:
+    """The finished V1 trials to analyse (at most `max_models`) with columns ``variant``,
+    ``train_seed`` and ``rf_seed``, and notes on what was left out. Seed pairs shared by the most
+    variants come first, so the chosen models pair up; every variant gets at least one model."""
+    notes: list[str] = []
+    frame = _finished(runs_df)
+    if frame.empty:
+        return frame.assign(variant=[], train_seed=[], rf_seed=[]), ["no finished trials to analyse"]
+    if "params.frontend.enabled" in frame.columns:
+        v1 = frame["params.frontend.enabled"].map(lambda v: v is not False and str(v).lower() != "false")
+        if (~v1).any():
+            notes.append(f"{int((~v1).sum())} plain-baseline trial(s) (frontend.enabled=false) have no V1 block "
+                         "and are left out of the model analyses")
+        frame = frame[v1].reset_index(drop=True)
+        if frame.empty:
+            return frame.assign(variant=[], train_seed=[], rf_seed=[]), notes
+    frame = frame.assign(
+        variant=frame.apply(_variant_of, axis=1),
+        train_seed=[_int(v) for v in frame.get(SEED_COLUMNS[0], pd.Series([0] * len(frame)))],
+        rf_seed=[_int(v) for v in frame.get(SEED_COLUMNS[1], pd.Series([0] * len(frame)))])
+    data_cols = [c for c in DATA_COLUMNS if c in frame.columns]
+    if data_cols:  # one probe set serves all models: keep the most common data config
+        keys = pd.Series(["|".join(map(str, vals)) for vals in frame[data_cols].itertuples(index=False)], index=frame.index)
+        top, _ = Counter(keys).most_common(1)[0]
+        if (keys != top).any():
+            notes.append(f"{int((keys != top).sum())} trial(s) trained on other data than the majority "
+                         f"({', '.join(f'{c[7:]}={frame.loc[keys == top, c].iloc[0]}' for c in data_cols)}) "
+                         "are left out: one probe set serves all compared models")
+        frame = frame[keys == top].reset_index(drop=True)
+    dup = frame.duplicated(["variant", "train_seed", "rf_seed"])
+    if dup.any():
+        notes.append(f"{int(dup.sum())} trial(s) repeat a variant and seed pair already chosen (other swept "
+                     "parameters); only the first of each is analysed")
+        frame = frame[~dup].reset_index(drop=True)
+    variants = sorted(frame["variant"].unique(), key=lambda v: (v != reference, _variant_order(v)))
+    key_count = Counter(zip(frame["train_seed"], frame["rf_seed"]))
+    frame["_rank_key"] = [(-key_count[(t, r)], t, r) for t, r in zip(frame["train_seed"], frame["rf_seed"])]
+    frame["_rank_variant"] = frame["variant"].map(variants.index)
+    ordered = frame.sort_values(["_rank_key", "_rank_variant"], kind="stable")
+    chosen: list[int] = []
+    for v in variants:  # every variant first (its most shared seed pair), then fill pair by pair
+        if len(chosen) < max_models:
+            chosen.append(int(ordered.index[ordered["variant"] == v][0]))
+    for i in ordered.index:
+        if len(chosen) >= max_models:
+            break
+        if int(i) not in chosen:
+            chosen.append(int(i))
+    if len(frame) > len(chosen):
+        notes.append(f"{len(frame) - len(chosen)} more V1 trial(s) not analysed (max_models={max_models})")
+    out = frame.loc[chosen].sort_values(["_rank_key", "_rank_variant"], kind="stable")
+    return out.drop(columns=["_rank_key", "_rank_variant"]).reset_index(drop=True), notes
+
+
+# ----------------------------------------------------------------------------- helpers
+def _md(frame: pd.DataFrame, digits: int = 3) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "–" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _probe_set(config: "TrialConfig", n_probe: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded subset of `n_probe` test images (uint8) and labels of the trial's dataset."""
+    from v1sweep.data import load_dataset
+
+    data_cfg = config.data
+    if data_cfg.dataset == "synthetic":  # train and test are independent streams: skip the train set
+        data_cfg = dataclasses.replace(data_cfg, train_size=1)
+    data = load_dataset(data_cfg)
+    n = len(data.test_labels)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:min(n, n_probe)].sort().values
+    return data.test_images[idx], data.test_labels[idx]
+
+
+def _mixed_corruption(names: Sequence[str], severity: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Image i gets corruption names[i % len(names)]: one corrupted set covering every corruption."""
+    from v1sweep.corruptions import apply
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        for k, name in enumerate(names):
+            idx = torch.arange(k, len(x), len(names))
+            if len(idx):
+                out[idx] = apply(x[idx], name, severity, seed=0).to(out.dtype)
+        return out
+
+    return fn
+
+
+def _noiseless(block: Any) -> Any:
+    """Context: the V1 block's noise switched off (tuning is measured on its mean response)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        saved = block.noise
+        block.noise = "none"
+        try:
+            yield block
+        finally:
+            block.noise = saved
+
+    return ctx()
+
+
+# ----------------------------------------------------------------------------- (a) electrophysiology
+def _electrophysiology(models: list[dict], out_dir: Path, quick: bool) -> dict[str, Any]:
+    from v1sweep.analysis.neurophysiology import electrophysiology
+
+    unit_tables, score_tables, notes = [], [], set()
+    for m in models:
+        block = m["model"].vone
+        radii = (block.visual_degrees / 2.0,) if quick else None  # quick: the largest aperture only
+        with _noiseless(block):
+            res = electrophysiology(m["model"], image_size=block.image_size, visual_degrees=block.visual_degrees,
+                                    layer="vone", radii=radii)
+        ident = {"variant": m["variant"], "run_id": m["run_id"], "trial_id": m["trial_id"],
+                 "train_seed": m["train_seed"], "rf_seed": m["rf_seed"]}
+        unit_tables.append(res.units.assign(**ident))
+        score_tables.append(res.scores.assign(**ident))
+        if res.note:
+            notes.add(res.note)
+    units, scores = pd.concat(unit_tables, ignore_index=True), pd.concat(score_tables, ignore_index=True)
+    summary = (scores.groupby(["variant", "benchmark"], sort=False)
+               .agg(score=("score", "mean"), score_std=("score", "std"), n_models=("run_id", "nunique"),
+                    n_units=("n_model", "sum"), model_median=("model_median", "mean"))
+               .reset_index())
+    paths = {"electrophysiology_units": out_dir / "electrophysiology_units.csv",
+             "electrophysiology_scores": out_dir / "electrophysiology_scores.csv",
+             "electrophysiology_summary": out_dir / "electrophysiology_summary.csv"}
+    units.to_csv(paths["electrophysiology_units"], index=False)
+    scores.to_csv(paths["electrophysiology_scores"], index=False)
+    summary.to_csv(paths["electrophysiology_summary"], index=False)
+    figure = plot_variant_properties(units, summary, out_dir / "electrophysiology.png")
+    scored = summary.dropna(subset=["score"])
+    wide = scored.pivot(index="variant", columns="benchmark", values="score").reindex(
+        list(dict.fromkeys(scored["variant"])))
+    wide.insert(0, "V1 score (mean)", wide.mean(axis=1))
+    table = wide.reset_index()
+    protocol = "quick protocol: largest aperture only" if quick else "full protocol: three apertures"
+    text = [f"Grating tuning of every V1-block unit ({protocol}; 12 orientations, 8 phases, quarter-octave "
+            "SFs), scored against the published V1 histograms (1 - KS/KS_max on the data's bins), mean over "
+            "each variant's models. Ringach 2002 properties are measured but not scored (counts not bundled)."]
+    text += [f"Note: {n}." for n in sorted(notes)]
+    return {"tables": paths, "figure": figure, "section_table": table, "text": text}
+
+
+def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> Path:
+    """One panel per V1 benchmark: each variant's pooled unit histogram next to the V1 data's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from v1sweep.analysis.v1_benchmarks import get_benchmark, list_benchmarks
+
+    names = list_benchmarks()
+    variants = list(dict.fromkeys(units["variant"]))
+    ncol = 4
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.7 * nrow), squeeze=False)
+    width = 0.8 / (len(variants) + 1)
+    for ax, name in zip(axes.flat, names):
+        bench = get_benchmark(name)
+        edges = np.asarray(bench.edges, dtype=float)
+        x = np.arange(len(edges) - 1)
+        for k, variant in enumerate(variants):
+            values = bench.select(units[units["variant"] == variant])
+            counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+            s = summary[(summary["variant"] == variant) & (summary["benchmark"] == name)]["score"]
+            label = variant + (f" ({float(s.iloc[0]):.2f})" if len(s) and np.isfinite(s.iloc[0]) else "")
+            ax.bar(x + (k - len(variants) / 2) * width, counts / max(1, counts.sum()), width, label=label)
+        if bench.counts is not None:
+            c = np.asarray(bench.counts, dtype=float)
+            ax.bar(x + (len(variants) / 2) * width, c / c.sum(), width, color="k", alpha=0.7,
+                   label=f"V1 (n={int(c.sum())})")
+        ticks = np.arange(len(edges))[:: max(1, len(edges) // 6)]
+        ax.set_xticks(ticks - 0.5)
+        ax.set_xticklabels([f"{edges[i]:.3g}" for i in ticks], fontsize=7)
+        ax.set_title(name, fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle("In-silico electrophysiology of the V1 blocks (legend: score vs V1)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- (b) CKA
+def _pair_reference(m: dict, refs: list[dict]) -> tuple[dict, str]:
+    for match, how in ((lambda r: (r["train_seed"], r["rf_seed"]) == (m["train_seed"], m["rf_seed"]), "seeds"),
+                       (lambda r: r["train_seed"] == m["train_seed"], "train.seed")):
+        found = [r for r in refs if match(r)]
+        if found:
+            return found[0], how
+    return refs[0], "unpaired"
+
+
+def _cka(models: list[dict], reference: str, images: torch.Tensor, corruptions: Sequence[str], severity: int,
+         out_dir: Path) -> dict[str, Any]:
+    from v1sweep.analysis.cka import layer_cka
+    from v1sweep.models import analysis_layers
+
+    refs = [m for m in models if m["variant"] == reference]
+    rows = []
+    for m in models:
+        if m["variant"] == reference:
+            continue
+        ref, how = _pair_reference(m, refs)
+        layers = [n for n in analysis_layers(m["model"]) if n != "features" and n in analysis_layers(ref["model"])]
+        table = layer_cka(m["model"], ref["model"], images, layers,
+                          corruptions=[(c, severity) for c in corruptions])
+        rows.append(table.rename(columns={"layer_a": "layer"}).drop(columns=["layer_b"]).assign(
+            variant=m["variant"], reference=reference, run_id=m["run_id"], reference_run_id=ref["run_id"],
+            train_seed=m["train_seed"], rf_seed=m["rf_seed"], pairing=how))
+    cka = pd.concat(rows, ignore_index=True)
+    cka = cka[["variant", "reference", "train_seed", "rf_seed", "pairing", "layer", "probe", "n_images", "cka",
+               "run_id", "reference_run_id"]]
+    summary = (cka.groupby(["variant", "layer", "probe"], sort=False)
+               .agg(cka=("cka", "mean"), cka_std=("cka", "std"), n_pairs=("run_id", "nunique")).reset_index())
+    paths = {"cka": out_dir / "cka.csv", "cka_summary": out_dir / "cka_summary.csv"}
+    cka.to_csv(paths["cka"], index=False)
+    summary.to_csv(paths["cka_summary"], index=False)
+    figure = plot_cka_layers(summary, reference, out_dir / "cka.png")
+    layer_order = list(dict.fromkeys(summary["layer"]))
+    corrupted = summary[~summary["probe"].isin(["clean", "all"])]
+    clean = summary[summary["probe"] == "clean"].pivot(index="variant", columns="layer", values="cka")
+    corr = corrupted.groupby(["variant", "layer"], sort=False)["cka"].mean().unstack("layer")
+    table = pd.concat([clean.assign(probe="clean"), corr.assign(probe="corrupted (mean)")])
+    table = table.reset_index()[["variant", "probe"] + layer_order]
+    unpaired = sorted(set(cka.loc[cka["pairing"] != "seeds", "variant"]))
+    text = [f"Linear CKA between each variant's model and the {reference} model trained with the same seeds "
+            f"(train.seed, rf.seed), per layer, on {len(images)} clean test images and the same images "
+            f"corrupted ({', '.join(corruptions)}, severity {severity}); mean over seed pairs."]
+    if unpaired:
+        text.append(f"Note: no {reference} model with the same seeds for {', '.join(unpaired)}; paired with "
+                    "another seed (see the `pairing` column of cka.csv).")
+    return {"tables": paths, "figure": figure, "section_table": table, "text": text}
+
+
+def plot_cka_layers(summary: pd.DataFrame, reference: str, path: str | Path) -> Path:
+    """CKA against the reference per layer: clean probe (solid) and corrupted probes' mean (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = list(dict.fromkeys(summary["layer"]))
+    x = np.arange(len(layers))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(layers), 3.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (variant, sub) in enumerate(summary.groupby("variant", sort=False)):
+        color = colors[k % len(colors)]
+        clean = sub[sub["probe"] == "clean"].set_index("layer").reindex(layers)
+        corr = sub[~sub["probe"].isin(["clean", "all"])].groupby("layer")["cka"].mean().reindex(layers)
+        ax.errorbar(x, clean["cka"], yerr=clean["cka_std"].fillna(0), color=color, marker="o", capsize=2,
+                    label=f"{variant}: clean")
+        ax.plot(x, corr, color=color, marker="s", linestyle="--", label=f"{variant}: corrupted")
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"linear CKA vs {reference}")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- (c) sub-populations
+def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, labels: torch.Tensor | None,
+                    corruptions: Sequence[str], severity: int, out_dir: Path) -> dict[str, Any]:
+    from v1sweep.analysis.subpopulations import compare_variants, plot_subpopulations, sf_tercile_edges
+
+    sf_edges = sf_tercile_edges([m["rf"] for m in models])  # the same cpd bands for every model
+    corruption_fn = _mixed_corruption(corruptions, severity)
+    by_key: dict[tuple[int, int], list[dict]] = {}
+    for m in models:
+        by_key.setdefault((m["train_seed"], m["rf_seed"]), []).append(m)
+    tables = []
+    with tempfile.TemporaryDirectory(prefix="v1sweep-subpop-") as tmp:
+        for (ts, rs), group in by_key.items():
+            variants = {m["variant"]: m["model"] for m in group}
+            ref = reference if reference in variants else next(iter(variants))
+            table, _ = compare_variants(variants, {m["variant"]: m["rf"] for m in group}, images,
+                                        labels if labels is not None else torch.zeros(len(images), dtype=torch.long),
+                                        corruption_fn, reference=ref, sf_edges=sf_edges,
+                                        ablation=labels is not None, figure_path=Path(tmp) / "sub.png")
+            tables.append(table.assign(train_seed=ts, rf_seed=rs, reference=ref))
+    full = pd.concat(tables, ignore_index=True)
+    keys = ["variant", "grouping", "group"]
+    numeric = [c for c in full.columns if c not in keys + ["train_seed", "rf_seed", "reference"]
+               and pd.api.types.is_numeric_dtype(full[c])]
+    summary = full.groupby(keys, sort=False)[numeric].mean().reset_index()
+    summary.insert(3, "n_seed_pairs", full.groupby(keys, sort=False).size().to_numpy())
+    summary.attrs.update({"reference": reference})
+    paths = {"subpopulations": out_dir / "subpopulations.csv",
+             "subpopulations_summary": out_dir / "subpopulations_summary.csv"}
+    full.to_csv(paths["subpopulations"], index=False)
+    summary.to_csv(paths["subpopulations_summary"], index=False)
+    figure = plot_subpopulations(summary, out_dir / "subpopulations.png")
+    cols = keys + [c for c in ("n_units", "resp_distortion", "weight_share_per_unit", "weight_gram_similarity_vs_ref",
+                               "rel_delta_clean_acc", "rel_delta_corruption_acc") if c in summary.columns]
+    text = [f"V1 units grouped by SF band (terciles, {sf_edges[0]:.3g} / {sf_edges[1]:.3g} cpd), orientation and "
+            f"cell type; per group and variant: response distortion under corruption, the bottleneck's "
+            f"weight share per unit, and the relative accuracy change when the group is silenced, on "
+            f"{len(images)} test images (corrupted set: {', '.join(corruptions)} at severity {severity}, one "
+            "per image in turn); mean over seed pairs, weight similarity against the "
+            f"{reference} model with the same seeds."]
+    if labels is None:
+        text.append("Note: probe images came without labels, so the ablation (accuracy impact) was skipped.")
+    return {"tables": paths, "figure": figure, "section_table": summary[cols], "text": text}
+
+
+# ----------------------------------------------------------------------------- entry point
+def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = None, out_dir: str | Path,
+                         probe_images: torch.Tensor | None = None, probe_labels: torch.Tensor | None = None,
+                         max_models: int = 8, corruption_names: Sequence[str] = DEFAULT_CORRUPTIONS,
+                         severity: int = 3, n_probe: int = 256, reference: str = REFERENCE, quick: bool = True,
+                         device: str | torch.device = "cpu", log: Log | None = None) -> dict[str, Any]:
+    """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
+
+    `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
+    ``figures`` (name -> path in `out_dir`), ``markdown`` (a ``## Trained models`` section, also
+    written to ``trained_models.md``), ``sections`` (dicts with title, text, tables [(caption,
+    DataFrame)], figures: the report's `Section` fields), ``notes``, ``models`` (the models used)
+    and ``timings`` (seconds per stage). `quick` uses a reduced grating protocol (one aperture).
+    """
+    from v1sweep.corruptions.catalog import CORRUPTIONS
+
+    log = log or (lambda _msg: None)
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unknown = [c for c in corruption_names if c not in CORRUPTIONS]
+    if unknown or not corruption_names:
+        raise ValueError(f"corruption_names: unknown {unknown or 'empty list'}; valid: {', '.join(CORRUPTIONS)}")
+    if max_models < 1:
+        raise ValueError(f"max_models must be >= 1, got {max_models}")
+    result: dict[str, Any] = {"tables": {}, "figures": {}, "sections": [], "notes": [], "models": pd.DataFrame(),
+                              "timings": {}}
+    chosen, notes = select_models(runs_df, max_models=max_models, reference=reference)
+    result["notes"] = notes
+
+    loaded: list[dict] = []
+    t0 = time.perf_counter()
+    for row in chosen.itertuples(index=False):
+        try:
+            model, config, rf = load_trial_model(row.run_id, tracking_uri=tracking_uri, device=device)
+        except AnalysisError as exc:
+            notes.append(str(exc))
+            continue
+        if rf is None:
+            notes.append(f"run {row.run_id}: plain baseline (no V1 block); left out")
+            continue
+        loaded.append({"run_id": row.run_id, "trial_id": getattr(row, "trial_id", None), "variant": row.variant,
+                       "train_seed": row.train_seed, "rf_seed": row.rf_seed, "model": model, "config": config,
+                       "rf": rf})
+    result["timings"]["load_s"] = time.perf_counter() - t0
+    log(f"loaded {len(loaded)} trained model(s) in {result['timings']['load_s']:.1f} s")
+    if loaded:
+        models_table = pd.DataFrame([{k: m[k] for k in ("variant", "train_seed", "rf_seed", "trial_id", "run_id")}
+                                     for m in loaded])
+        result["models"] = models_table
+        result["tables"]["models"] = out_dir / "models.csv"
+        models_table.to_csv(result["tables"]["models"], index=False)
+    else:
+        notes.append("none of the chosen trials could be loaded: the model analyses were skipped" if len(chosen)
+                     else "no finished trials with a V1 block: the model analyses were skipped")
+        return _finish(result, out_dir, start)
+
+    variants = list(dict.fromkeys(m["variant"] for m in loaded))
+    if reference not in variants:
+        notes.append(f"no {reference!r} model among {', '.join(variants)}; {variants[0]!r} is the reference "
+                     "for CKA and weight comparisons")
+        reference = variants[0]
+    if probe_images is None:
+        probe_images, probe_labels = _probe_set(loaded[0]["config"], n_probe)
+    probe_images = torch.as_tensor(probe_images)
+    if probe_labels is not None and len(probe_labels) != len(probe_images):
+        raise ValueError(f"probe_labels has {len(probe_labels)} entries for {len(probe_images)} probe images")
+    sizes = {m["config"].data.image_size for m in loaded}
+    if probe_images.ndim != 4 or probe_images.shape[1] != 3 or {probe_images.shape[-1]} != sizes:
+        raise ValueError(f"probe images must be (N, 3, S, S) with S the models' image size {sorted(sizes)}, "
+                         f"got {tuple(probe_images.shape)}")
+
+    stages = [("Trained models: in-silico electrophysiology of the V1 block", "electrophysiology",
+               lambda: _electrophysiology(loaded, out_dir, quick))]
+    if len(variants) > 1:
+        stages.append((f"Trained models: representational similarity (CKA) to the {reference} model", "cka",
+                       lambda: _cka(loaded, reference, probe_images, corruption_names, severity, out_dir)))
+    else:
+        notes.append(f"only one variant ({variants[0]}): no pairs of variants, CKA skipped")
+    stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
+                   lambda: _subpopulations(loaded, reference, probe_images, probe_labels, corruption_names,
+                                           severity, out_dir)))
+    for title, name, fn in stages:
+        t0 = time.perf_counter()
+        part = fn()
+        result["timings"][f"{name}_s"] = time.perf_counter() - t0
+        log(f"{name}: {result['timings'][f'{name}_s']:.1f} s")
+        result["tables"].update(part["tables"])
+        result["figures"][name] = part["figure"]
+        result["sections"].append({"title": title, "text": part["text"],
+                                   "tables": [(title.split(": ", 1)[1], part["section_table"])],
+                                   "figures": [str(part["figure"])]})
+    return _finish(result, out_dir, start)
+
+
+def _finish(result: dict[str, Any], out_dir: Path, start: float) -> dict[str, Any]:
+    models = result["models"]
+    lines = ["## Trained models", ""]
+    if len(models):
+        per = models.groupby("variant", sort=False).size()
+        lines.append(f"{len(models)} trained model(s) pulled from MLflow: "
+                     + ", ".join(f"{v} x{n}" for v, n in per.items()) + ".")
+        lines.append("")
+    for note in result["notes"]:
+        lines.append(f"- Note: {note}")
+    if result["notes"]:
+        lines.append("")
+    for s in result["sections"]:
+        lines += [f"### {s['title'].split(': ', 1)[1]}", "", *[f"{t}\n" for t in s["text"]]]
+        for _, table in s["tables"]:
+            lines += [_md(table), ""]
+        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in s["figures"]] + [""]
+    result["markdown"] = "\n".join(lines).rstrip() + "\n"
+    result["markdown_path"] = out_dir / "trained_models.md"
+    result["markdown_path"].write_text(result["markdown"])
+    result["timings"]["total_s"] = time.perf_counter() - start
+    return result
+
+
+__all__ = ["DEFAULT_CORRUPTIONS", "analyze_sweep_models", "load_trial_model", "plot_cka_layers",
+           "plot_variant_properties", "select_models"]
