@@ -43,3 +43,14 @@ def cifar10_root(tmp_path_factory, shared_cifar_tarball) -> Path:
     if not found:
         pytest.fail(f"no train/ folder inside {shared_cifar_tarball}")
     return found[0].parent
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (free port, sqlite backend, proxied artifacts) for the
+    session; see tests/services.py. Tests that stop it must start it again before they end."""
+    from services import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.stop()

@@ -32,6 +32,10 @@ from v1sweep import config as cfg
 from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
 WAIT_QUERY = "waiting for v1sweep.query: an unreachable tracking server raises MlflowException, not QueryError"
+WAIT_RESUME = ("waiting for v1sweep.sweep (resume): a corrupt sweep.json gives the bare JSON error "
+               "without naming the file")
+WAIT_CORRUPT = ("waiting for v1sweep.commands.corrupt: --max-images 0 is not checked (ZeroDivisionError in "
+                "preview_grid, after the .npy files are written)")
 WAIT_TRIAL_EVAL = ("waiting for v1sweep.trial: a published corruption set (eval.path) is looked for only after "
                    "training, so a wrong path costs the whole training run and leaves its checkpoint")
 WAIT_TRIAL = ("waiting for v1sweep.trial: run_trial writes config.yaml / rf files into out_dir before "
@@ -211,6 +215,18 @@ CLI_CASES: list[CliCase] = [
     CliCase("sweep-set-unknown-key", ("run", "sweep.yaml", "--dry-run", "--set", "search.num_sampels=4"),
             {"sweep.yaml": "name: t\ninclude: [space.yaml]\n", "space.yaml": GOOD_SPACE},
             ("num_sampels", "did you mean 'num_samples'")),
+    CliCase("resume-not-a-sweep-folder", ("resume", "somewhere"), {"somewhere/notes.txt": "hi"},
+            ("somewhere", "not a sweep folder", "sweep.json")),
+    CliCase("resume-corrupt-sweep-json", ("resume", "swept"), {"swept/sweep.json": "{not json"},
+            ("swept/sweep.json", ("not valid json", "cannot read", "corrupt", "malformed")), xfail=WAIT_RESUME),
+    # ---- materialising corrupted sets
+    CliCase("corrupt-unknown-corruption", ("corrupt", "--corruptions", "gaussian_nois", "--out", "cout"), {},
+            ("--corruptions", "gaussian_nois", "valid: gaussian_noise")),
+    CliCase("corrupt-severity-6", ("corrupt", "--severities", "6", "--out", "cout"), {},
+            ("--severities", "1-5", "[6]")),
+    CliCase("corrupt-zero-images", ("corrupt", "--max-images", "0", "--corruptions", "gaussian_noise",
+                                    "--severities", "1", "--out", "cout"), {},
+            ("--max-images", (">= 1", "at least 1", "[1,")), xfail=WAIT_CORRUPT),
     # ---- the tracking store and the analysis commands
     CliCase("tracking-store-missing", ("status", "nosuch"), {}, ("no MLflow store at", "mlflow.db")),
     CliCase("analyze-too-few-resamples", ("analyze", "nosuch", "--n-boot", "5"), {},
@@ -224,7 +240,7 @@ CLI_CASES: list[CliCase] = [
             xfail=WAIT_QUERY),
 ]
 for _case in CLI_CASES:
-    if _case.argv[0] != "train":  # sweep engine and MLflow: always in a real process
+    if _case.argv[0] not in ("train", "resume", "corrupt"):  # Ray Tune and MLflow: always in a real process
         _case.process = True
 # A fresh interpreter per case costs a torch import (`v1sweep train` imports the trial path before
 # it reads the config); config errors therefore run through `cli.main` in this process, the rest

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,24 @@ def test_trial_path_imports_no_ray_mlflow_optuna():
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == ""
+
+
+def test_v1sweep_train_command_imports_no_ray_mlflow_optuna(tmp_path):
+    """The whole `v1sweep train` command, parser included, in a fresh interpreter."""
+    config = tmp_path / "t.yaml"
+    config.write_text(cfg.to_yaml(tiny_config(**{"train.epochs": 1, "train.max_batches": 1, "data.train_size": 64,
+                                                 "data.test_size": 32, "eval.corruptions": ["gaussian_noise"],
+                                                 "eval.severities": [1], "eval.max_images": 16})))
+    code = ("import sys\n"
+            "from v1sweep.cli import main\n"
+            f"rc = main(['train', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'optuna'))\n"
+            "print('BAD=' + ','.join(bad), 'RC=%d' % rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "BAD= RC=0"
+    assert (tmp_path / "out" / "summary.json").is_file()
 
 
 # ----------------------------------------------------------------------------- CLI and bundled configs

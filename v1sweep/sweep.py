@@ -40,7 +40,7 @@ from v1sweep.store import mask_uri, resolve_tracking_uri
 from v1sweep.sweep_spec import SweepSpec, split_key
 
 SWEEP_JSON, SPEC_YAML, SOURCE_YAML = "sweep.json", "sweep.yaml", "source.yaml"
-EPOCHS_FILE, FINAL_FILE, LOG_FILE = "epochs.jsonl", "v1sweep_final.json", "trial.log"
+EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.json", "trial.log", "params.json"
 DEFAULT_STORAGE = "v1sweep_runs"
 KIND, HISTORY, ARTIFACTS, OUT_DIR = "_v1sweep_kind", "_v1sweep_history", "_v1sweep_artifacts", "_v1sweep_out_dir"
 TABLE_METRICS = ("epoch", "val_acc", "clean_acc", "corruption_acc")
@@ -147,8 +147,7 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    out_dir = Path(sweep_dir) / "trials" / trial_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _trial_dir(Path(sweep_dir) / "trials" / trial_id, params)
     spec = _spec_cache(spec_dict)
     config = spec.trial_config_for(params, name=f"{spec.name}-{trial_id}")
     _check_paths(config)
@@ -206,6 +205,23 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
     if remote:
         final[ARTIFACTS] = _artifact_bytes(out_dir)
     report(final)
+
+
+def _trial_dir(out_dir: Path, params: Mapping[str, Any]) -> Path:
+    """The trial's folder; one left by another configuration under the same trial id (a searcher
+    re-sampled a trial lost with a killed driver) is moved aside, never resumed."""
+    record = out_dir / PARAMS_FILE
+    text = json.dumps(dict(params), sort_keys=True, default=str)
+    if record.exists() and record.read_text() != text:
+        for i in range(1, 1000):
+            aside = out_dir.with_name(f"{out_dir.name}.superseded-{i}")
+            if not aside.exists():
+                out_dir.rename(aside)
+                break
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not record.exists():
+        record.write_text(text)
+    return out_dir
 
 
 _SPECS: dict[str, SweepSpec] = {}

@@ -303,6 +303,7 @@ class ChildRun:
     tags: dict[str, str] = field(default_factory=dict)
     steps: set[int] = field(default_factory=set)
     final: bool = False
+    params: dict[str, str] = field(default_factory=dict)
 
 
 class SweepTracker:
@@ -319,7 +320,6 @@ class SweepTracker:
         self.experiment_id = self._experiment(experiment)
         self.parent_run_id: str | None = None
         self.children: dict[str, ChildRun] = {}
-        self.finished: set[str] = set()
         self._runs: dict[str, str] = {}  # trial_id -> run_id, used by the writer thread
         self.writer = RunWriter(self.client, retry_s=retry_s, log=log)
 
@@ -375,7 +375,7 @@ class SweepTracker:
             if trial_id in self.children:  # a duplicate from an older version: keep the first
                 self.client.delete_run(run.info.run_id)
                 continue
-            child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags))
+            child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags), params=dict(run.data.params))
             child.final = "clean_acc" in run.data.metrics or run.data.tags.get(STATUS) == "finished"
             child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, "epoch")}
             self.children[trial_id] = child
@@ -413,6 +413,12 @@ class SweepTracker:
         from mlflow.entities import Param
 
         child = self.children.get(trial_id)
+        if child is not None and child.params and any(
+                child.params.get(k, param_value(v)) != param_value(v) for k, v in params.items()):
+            # The trial id was given to another configuration (a searcher re-sampled a trial lost with
+            # the driver): the old run describes a trial that no longer exists.
+            self._supersede(trial_id)
+            child = None
         if child is not None:
             if child.status != "RUNNING":
                 run_id = child.run_id or None
@@ -563,22 +569,26 @@ class SweepTracker:
                                tags=[RunTag(k, _tag_value(v)) for k, v in tags.items()],
                                resolve=self._resolver(trial_id)))
 
+    def _supersede(self, trial_id: str) -> None:
+        self.children.pop(trial_id, None)
+        resolve = self._resolver(trial_id)
+
+        def fn(client: Any) -> None:
+            run_id = resolve()
+            self._runs.pop(trial_id, None)
+            client.set_tag(run_id, STATUS, "superseded")
+            client.set_terminated(run_id, "KILLED")
+            client.delete_run(run_id)
+
+        self.writer.submit(_Op(f"remove superseded run of trial {trial_id}", fn, trial_id))
+
     def remove_orphans(self, known_trial_ids: set[str]) -> list[str]:
         """Child runs of trials the sweep no longer has (the driver died before Ray saved them; Ray
         re-creates such trials under new ids): tagged ``superseded``, ended KILLED and deleted, so
         every trial keeps exactly one run."""
         gone = [t for t in self.children if t not in known_trial_ids]
         for trial_id in gone:
-            self.children.pop(trial_id)
-            resolve = self._resolver(trial_id)
-
-            def fn(client: Any, resolve: Callable[[], str] = resolve) -> None:
-                run_id = resolve()
-                client.set_tag(run_id, STATUS, "superseded")
-                client.set_terminated(run_id, "KILLED")
-                client.delete_run(run_id)
-
-            self.writer.submit(_Op(f"remove orphaned run of trial {trial_id}", fn, trial_id))
+            self._supersede(trial_id)
         return gone
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -331,6 +331,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
         start_epoch = state["epoch"] + 1
         if start_epoch <= config.epochs:
             log(f"resuming from {ckpt} at epoch {start_epoch}/{config.epochs}")
+        else:
+            log(f"training already complete: {ckpt} is at epoch {state['epoch']}/{config.epochs}")
     else:
         seed_everything(config.seed)
 

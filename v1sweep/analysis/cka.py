@@ -14,7 +14,7 @@ layer and probe, e.g. a uniform-variant model against the biological model train
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,16 +96,24 @@ def layer_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor,
               layers: Sequence[str] | Sequence[tuple[str, str]], *,
               corruptions: Sequence[tuple[str, int]] = (("gaussian_noise", 3),),
               corruption_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-              seed: int = 0, batch_size: int = 64, pool: int | None = 4) -> pd.DataFrame:
+              seed: int = 0, batch_size: int = 64, pool: int | None = 4,
+              probes: Mapping[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """CKA between `model_a` and `model_b` per layer on the clean probe, each corrupted probe and
     all probes pooled. `layers` are names shared by both models or (name_a, name_b) pairs.
-    `corruption_fn(images) -> images` (float [0, 1]) replaces the named corruptions when given."""
+    `corruption_fn(images) -> images` (float [0, 1]) replaces the named corruptions when given;
+    `probes` (name -> the same images transformed, uint8 or float [0, 1]) replaces both, e.g.
+    corrupted sets computed once for many model pairs."""
     pairs = [(l, l) if isinstance(l, str) else (str(l[0]), str(l[1])) for l in layers]
     if not pairs:
         raise ValueError("layer_cka needs at least one layer")
     clean = _to_unit_float(torch.as_tensor(images))
-    probes: dict[str, torch.Tensor] = {"clean": clean}
-    if corruption_fn is not None:
+    given, probes = probes, {"clean": clean}
+    if given is not None:
+        for name, x in given.items():
+            if len(x) != len(clean):
+                raise ValueError(f"probe {name!r} has {len(x)} images, the clean probe {len(clean)}")
+            probes[str(name)] = _to_unit_float(torch.as_tensor(x))
+    elif corruption_fn is not None:
         probes["corrupted"] = corruption_fn(clean.clone()).clamp(0, 1)
     else:
         for name, severity in corruptions:

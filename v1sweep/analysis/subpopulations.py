@@ -203,13 +203,14 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                      groupings: Sequence[str] = GROUPINGS, reference: str | None = None,
                      sf_edges: Sequence[float] | None = None, orientation_bins: int = 2,
                      evaluate_fn: EvalFn | None = None, batch_size: int = 256,
-                     figure_path: str | Path = "subpopulations.png", ablation: bool = True,
-                     ) -> tuple[pd.DataFrame, Path]:
+                     figure_path: str | Path | None = "subpopulations.png", ablation: bool = True,
+                     ) -> tuple[pd.DataFrame, Path | None]:
     """Per variant x grouping x group: response, weight and ablation statistics (tidy DataFrame),
     plus a PNG of the three side by side. `images` are uint8 or float [0, 1] (N, 3, H, W);
     `corruption_fn` maps them to corrupted [0, 1] floats (default: gaussian_noise severity 3 via
     `v1sweep.corruptions.apply`); `evaluate_fn(model, images, labels) -> accuracy` (default top-1).
-    `reference` (default: the first variant) anchors the cross-variant weight comparisons."""
+    `reference` (default: the first variant) anchors the cross-variant weight comparisons.
+    `figure_path=None` skips the figure (returned as None), e.g. when tables are averaged first."""
     if not models:
         raise ValueError("compare_variants needs at least one model")
     missing = [k for k in models if k not in rf_by_model]
@@ -295,7 +296,7 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                 r["weight_gram_similarity_vs_ref"] = gram
     table = pd.DataFrame(rows)
     table.attrs.update({"reference": reference, "sf_edges": tuple(sf_edges)})
-    return table, plot_subpopulations(table, figure_path)
+    return table, None if figure_path is None else plot_subpopulations(table, figure_path)
 
 
 def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:

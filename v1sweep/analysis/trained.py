@@ -238,19 +238,22 @@ def _probe_set(config: "TrialConfig", n_probe: int) -> tuple[torch.Tensor, torch
     return data.test_images[idx], data.test_labels[idx]
 
 
-def _mixed_corruption(names: Sequence[str], severity: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Image i gets corruption names[i % len(names)]: one corrupted set covering every corruption."""
+def corrupted_probes(images: torch.Tensor, names: Sequence[str], severity: int, seed: int = 0
+                     ) -> dict[str, torch.Tensor]:
+    """``{"<name>/<severity>": corrupted [0, 1] images}``, computed once and shared by every model."""
     from v1sweep.corruptions import apply
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        out = x.clone()
-        for k, name in enumerate(names):
-            idx = torch.arange(k, len(x), len(names))
-            if len(idx):
-                out[idx] = apply(x[idx], name, severity, seed=0).to(out.dtype)
-        return out
+    clean = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    return {f"{name}/{severity}": apply(clean.clone(), name, severity, seed=seed).clamp(0, 1) for name in names}
 
-    return fn
+
+def mixed_corruption(probes: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One corrupted set covering every corruption: image i from the (i mod k)-th corrupted probe."""
+    sets = list(probes.values())
+    out = sets[0].clone()
+    for k, x in enumerate(sets):
+        out[k::len(sets)] = x[k::len(sets)]
+    return out
 
 
 def _noiseless(block: Any) -> Any:
@@ -365,8 +368,8 @@ def _pair_reference(m: dict, refs: list[dict]) -> tuple[dict, str]:
     return refs[0], "unpaired"
 
 
-def _cka(models: list[dict], reference: str, images: torch.Tensor, corruptions: Sequence[str], severity: int,
-         out_dir: Path) -> dict[str, Any]:
+def _cka(models: list[dict], reference: str, images: torch.Tensor, probes: dict[str, torch.Tensor],
+         corruptions: Sequence[str], severity: int, out_dir: Path) -> dict[str, Any]:
     from v1sweep.analysis.cka import layer_cka
     from v1sweep.models import analysis_layers
 
@@ -377,8 +380,7 @@ def _cka(models: list[dict], reference: str, images: torch.Tensor, corruptions: 
             continue
         ref, how = _pair_reference(m, refs)
         layers = [n for n in analysis_layers(m["model"]) if n != "features" and n in analysis_layers(ref["model"])]
-        table = layer_cka(m["model"], ref["model"], images, layers,
-                          corruptions=[(c, severity) for c in corruptions])
+        table = layer_cka(m["model"], ref["model"], images, layers, probes=probes)
         rows.append(table.rename(columns={"layer_a": "layer"}).drop(columns=["layer_b"]).assign(
             variant=m["variant"], reference=reference, run_id=m["run_id"], reference_run_id=ref["run_id"],
             train_seed=m["train_seed"], rf_seed=m["rf_seed"], pairing=how))
@@ -440,24 +442,25 @@ def plot_cka_layers(summary: pd.DataFrame, reference: str, path: str | Path) -> 
 
 # ----------------------------------------------------------------------------- (c) sub-populations
 def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, labels: torch.Tensor | None,
-                    corruptions: Sequence[str], severity: int, out_dir: Path) -> dict[str, Any]:
+                    probes: dict[str, torch.Tensor], corruptions: Sequence[str], severity: int,
+                    out_dir: Path) -> dict[str, Any]:
     from v1sweep.analysis.subpopulations import compare_variants, plot_subpopulations, sf_tercile_edges
 
     sf_edges = sf_tercile_edges([m["rf"] for m in models])  # the same cpd bands for every model
-    corruption_fn = _mixed_corruption(corruptions, severity)
+    mixed = mixed_corruption(probes)
+    corruption_fn = lambda _clean: mixed  # noqa: E731  (compare_variants passes the same images)
     by_key: dict[tuple[int, int], list[dict]] = {}
     for m in models:
         by_key.setdefault((m["train_seed"], m["rf_seed"]), []).append(m)
     tables = []
-    with tempfile.TemporaryDirectory(prefix="v1sweep-subpop-") as tmp:
-        for (ts, rs), group in by_key.items():
-            variants = {m["variant"]: m["model"] for m in group}
-            ref = reference if reference in variants else next(iter(variants))
-            table, _ = compare_variants(variants, {m["variant"]: m["rf"] for m in group}, images,
-                                        labels if labels is not None else torch.zeros(len(images), dtype=torch.long),
-                                        corruption_fn, reference=ref, sf_edges=sf_edges,
-                                        ablation=labels is not None, figure_path=Path(tmp) / "sub.png")
-            tables.append(table.assign(train_seed=ts, rf_seed=rs, reference=ref))
+    for (ts, rs), group in by_key.items():
+        variants = {m["variant"]: m["model"] for m in group}
+        ref = reference if reference in variants else next(iter(variants))
+        table, _ = compare_variants(variants, {m["variant"]: m["rf"] for m in group}, images,
+                                    labels if labels is not None else torch.zeros(len(images), dtype=torch.long),
+                                    corruption_fn, reference=ref, sf_edges=sf_edges,
+                                    ablation=labels is not None, figure_path=None)
+        tables.append(table.assign(train_seed=ts, rf_seed=rs, reference=ref))
     full = pd.concat(tables, ignore_index=True)
     keys = ["variant", "grouping", "group"]
     numeric = [c for c in full.columns if c not in keys + ["train_seed", "rf_seed", "reference"]
@@ -555,16 +558,20 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
         raise ValueError(f"probe images must be (N, 3, S, S) with S the models' image size {sorted(sizes)}, "
                          f"got {tuple(probe_images.shape)}")
 
+    t0 = time.perf_counter()
+    probes = corrupted_probes(probe_images, corruption_names, severity)
+    result["timings"]["corrupt_s"] = time.perf_counter() - t0
+
     stages = [("Trained models: in-silico electrophysiology of the V1 block", "electrophysiology",
                lambda: _electrophysiology(loaded, out_dir, quick))]
     if len(variants) > 1:
         stages.append((f"Trained models: representational similarity (CKA) to the {reference} model", "cka",
-                       lambda: _cka(loaded, reference, probe_images, corruption_names, severity, out_dir)))
+                       lambda: _cka(loaded, reference, probe_images, probes, corruption_names, severity, out_dir)))
     else:
         notes.append(f"only one variant ({variants[0]}): no pairs of variants, CKA skipped")
     stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
-                   lambda: _subpopulations(loaded, reference, probe_images, probe_labels, corruption_names,
-                                           severity, out_dir)))
+                   lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
+                                           corruption_names, severity, out_dir)))
     for title, name, fn in stages:
         t0 = time.perf_counter()
         part = fn()
@@ -602,5 +609,5 @@ def _finish(result: dict[str, Any], out_dir: Path, start: float) -> dict[str, An
     return result
 
 
-__all__ = ["DEFAULT_CORRUPTIONS", "analyze_sweep_models", "load_trial_model", "plot_cka_layers",
-           "plot_variant_properties", "select_models"]
+__all__ = ["DEFAULT_CORRUPTIONS", "analyze_sweep_models", "corrupted_probes", "load_trial_model", "mixed_corruption",
+           "plot_cka_layers", "plot_variant_properties", "select_models"]
