@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from v1sweep.errors import V1SweepError
-from v1sweep.store import mask_uri, resolve_tracking_uri, store_exists
+from v1sweep.store import is_local, mask_uri, resolve_tracking_uri, store_exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,6 +143,13 @@ def _client(uri: str):
     if not store_exists(uri):
         raise QueryError(f"no MLflow store at {mask_uri(uri)} (run a sweep first, or pass "
                          f"--tracking-uri / set MLFLOW_TRACKING_URI)")
+    if not is_local(uri):  # a server: fail with one clear line, not a retry storm and a traceback
+        from v1sweep.tracking import TrackingError, check_store
+
+        try:
+            check_store(uri)
+        except TrackingError as exc:
+            raise QueryError(str(exc)) from None
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)

@@ -14,6 +14,11 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+# MLflow 3 sends usage telemetry unless told not to; research runs should not phone home.
+# Set before any mlflow import (every mlflow user in v1sweep resolves its store here first);
+# a user who wants telemetry can set the variable to "false" themselves.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 ENV_VAR = "MLFLOW_TRACKING_URI"
 DEFAULT_DB = "mlflow.db"
 MASK = "***"

@@ -169,6 +169,15 @@ def load_checkpoint(path: str | Path, *, fingerprint: str | None = None,
     return state
 
 
+def check_checkpoint(path: str | Path, *, fingerprint: str, epochs: int) -> dict[str, Any]:
+    """Load `path` and check it can be resumed under this config (fingerprint, epoch <= `epochs`)."""
+    state = load_checkpoint(path, fingerprint=fingerprint, map_location="cpu")
+    if state["epoch"] > epochs:
+        raise ConfigError(f"checkpoint {path} is at epoch {state['epoch']}, past train.epochs {epochs}; "
+                          f"raise train.epochs or use another output folder", key="train.epochs")
+    return state
+
+
 # ----------------------------------------------------------------------------- progress
 class _Progress:
     """In-epoch updates on stderr (only when it is a terminal): batches done and images/s."""
@@ -315,11 +324,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
     if ckpt is not None and ckpt.exists():
         # Loaded on the CPU: load_state_dict copies into the model's device, and the optimizer
         # moves its state next to its parameters; RNG states must stay CPU tensors.
-        state = load_checkpoint(ckpt, fingerprint=fp, map_location="cpu")
-        if state["epoch"] > config.epochs:
-            raise ConfigError(f"checkpoint {ckpt} is at epoch {state['epoch']}, past train.epochs "
-                              f"{config.epochs}; raise train.epochs or use another output folder",
-                              key="train.epochs")
+        state = check_checkpoint(ckpt, fingerprint=fp, epochs=config.epochs)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:

@@ -33,7 +33,7 @@ from v1sweep.config import TrialConfig, to_dict, to_yaml
 from v1sweep.errors import TrialFailed
 from v1sweep.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
 from v1sweep.rf.params import FIELDS, RFParams
-from v1sweep.training import config_fingerprint, fit, resolve_device, seed_everything
+from v1sweep.training import check_checkpoint, config_fingerprint, fit, resolve_device, seed_everything
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
@@ -139,20 +139,16 @@ def sample_rf(config: TrialConfig) -> RFParams | None:
                   **config.rf.sampler_options())
 
 
-def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path, log: Log) -> dict[str, float]:
+def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path, log: Log) -> None:
     (rf if rf is not None else empty_rf()).to_csv(out_dir / "rf_params.csv")
     if rf is None:
-        return {}
-    from v1sweep.rf.similarity import rf_similarity
-
-    sim = rf_similarity(rf, preset=config.rf.preset)
+        return
     try:
         from v1sweep.rf.plots import plot_rf_histograms
 
         plot_rf_histograms(rf, out_dir / "rf_histograms.png", preset=config.rf.preset)
     except ImportError as exc:  # matplotlib is optional on a bare GPU box
         log(f"rf_histograms.png skipped ({exc})")
-    return sim
 
 
 def _make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Any:
@@ -172,16 +168,20 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
     log = log or (lambda _msg: None)
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     done = _finished_result(out_dir, config)
     if done is not None:
         log(f"trial {config.name!r} already finished in {out_dir}; returning the stored result")
         return done
 
+    # Every input is checked before anything is written: a bad dataset, RF file, device, corruption
+    # set or a checkpoint from another config leaves `out_dir` as it was.
     device = resolve_device(config.train.device)
-    (out_dir / "config.yaml").write_text(to_yaml(config))
     rf = sample_rf(config)
-    metrics: dict[str, float] = dict(_write_rf_artifacts(rf, config, out_dir, log))
+    metrics: dict[str, float] = {}
+    if rf is not None:
+        from v1sweep.rf.similarity import rf_similarity
+
+        metrics.update(rf_similarity(rf, preset=config.rf.preset))
 
     from v1sweep.data import load_dataset
     from v1sweep.models import build_model
@@ -190,6 +190,22 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
     num_classes = len(data.classes)
     seed_everything(config.train.seed)  # weights: the training seed, not the Gabor seed
     model = build_model(config, rf, num_classes).to(device)
+    fp = config_fingerprint(config)
+    ckpt = out_dir / CHECKPOINT if config.train.checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        check_checkpoint(ckpt, fingerprint=fp, epochs=config.train.epochs)
+    source = None
+    if config.eval.corruptions and config.eval.severities:
+        # Found (published) or materialized (generated, cached per sweep) before training, so a wrong
+        # eval.path fails in seconds rather than after the training run.
+        from v1sweep.corruptions import source_for
+
+        source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size,
+                            classes=data.classes, device=device, log=log)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(to_yaml(config))
+    _write_rf_artifacts(rf, config, out_dir, log)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"trial {config.name!r}: {config.data.dataset} {config.data.image_size} px, {len(data.train_labels)} "
         f"train / {len(data.test_labels)} test images, {num_classes} classes; {config.model.backbone} "
@@ -211,8 +227,6 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         if on_epoch is not None:
             on_epoch(epoch, epoch_metrics)
 
-    fp = config_fingerprint(config)
-    ckpt = out_dir / CHECKPOINT if config.train.checkpoint else None
     try:
         history = fit(model, loader, config=config.train, val_fn=val_fn, checkpoint_path=ckpt,
                       on_epoch=epoch_hook, log=log, device=device, fingerprint=fp)
@@ -227,12 +241,8 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
     metrics["clean_acc"], metrics["clean_top5"] = clean["clean_acc"], clean["clean_top5"]
     log(f"clean accuracy {clean['clean_acc']:.4f} (top-5 {clean['clean_top5']:.4f}) on {clean['n']} images")
     table: list[dict] = []
-    if config.eval.corruptions and config.eval.severities:
-        from v1sweep.corruptions import source_for
-
+    if source is not None:
         eval_start = time.perf_counter()
-        source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size,
-                            classes=data.classes, device=device, log=log)
         table = evaluate_corruptions(model, source, batch_size=batch, device=device)
         write_table(table, out_dir / "eval_table.csv")
         metrics.update({k: v for k, v in summarize(table, clean["clean_acc"]).items() if k != "clean_acc"})
