@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -159,3 +160,24 @@ def test_weight_gram_similarity_ignores_how_outputs_are_ordered_or_rotated():
     assert sp._gram_similarity(m, q @ m) == pytest.approx(1.0)
     assert sp._gram_similarity(m, m[rng.permutation(8)]) == pytest.approx(1.0)
     assert sp._gram_similarity(m, m * np.array([1.0, 3.0, 0.2])) < 0.9  # groups weighted differently
+
+
+def test_ablation_from_v1_activations_matches_the_hooked_forward_pass(variants):
+    """The default evaluation reuses the measured V1 outputs; a custom evaluate_fn (here the plain
+    top-1 accuracy) runs the whole model under `ablate`: the same table."""
+    models, rfs = variants
+    images, _ = _images(20, seed=3)
+    with torch.no_grad():  # labels = the biological model's own predictions: ablations can only lose
+        labels = models["biological"]((images - 0.5) / 0.5).argmax(1)
+    flip = lambda x: x.flip(-1)  # noqa: E731
+    fast, _ = sp.compare_variants(models, rfs, images, labels, flip, groupings=("cell_type", "sf"), figure_path=None)
+    slow, _ = sp.compare_variants(models, rfs, images, labels, flip, groupings=("cell_type", "sf"), figure_path=None,
+                                  evaluate_fn=lambda m, x, y: sp.accuracy(m, x, y))
+    cols = ["clean_acc", "corruption_acc", "ablated_clean_acc", "ablated_corruption_acc"]
+    pd.testing.assert_frame_equal(fast[cols], slow[cols])
+    assert fast["ablated_clean_acc"].nunique() > 1  # the ablations changed something
+    acts = sp.v1_activations(models["biological"], images)
+    idx = np.flatnonzero(sp.group_units(rfs["biological"], "cell_type") == "simple")
+    with sp.ablate(models["biological"], idx):
+        ref = sp.accuracy(models["biological"], images, labels)
+    assert sp.downstream_accuracy(models["biological"], acts, labels, idx) == ref

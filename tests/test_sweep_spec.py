@@ -94,7 +94,8 @@ def test_grid_expansion_matches_cartesian_product(tmp_path):
                  search={"algorithm": "grid", "num_samples": 2})
     spec = load_sweep(path)
     trials = expand(spec)
-    ref = [{"rf.strategy": s, "train.seed": t} for s, t in itertools.product(["biological", "unif1", "unif2"], [0, 1])]
+    # Ray Tune's order: the first key varies fastest
+    ref = [{"rf.strategy": s, "train.seed": t} for t, s in itertools.product([0, 1], ["biological", "unif1", "unif2"])]
     assert [{k: t[k] for k in ("rf.strategy", "train.seed")} for t in trials] == ref * 2
     assert all(t["frontend.k_exc"] == "uniform(10, 30)" for t in trials)
 

@@ -212,8 +212,10 @@ def test_long_params_are_truncated_to_mlflow_limit(tmp_path):
     assert value.startswith(str(long)[:100]) and value.endswith("...")
 
 
-def test_server_down_mid_sweep_loses_nothing(mlflow_server, tmp_path):
-    """The tracking server stops for a while: writes wait and retry, then everything arrives."""
+def test_server_down_mid_sweep_loses_nothing(mlflow_server, tmp_path, monkeypatch):
+    """The tracking server stops for a while: writes fail, wait and retry, then everything arrives.
+    MLflow's own HTTP retries (minutes of back-off) are turned off so the writer's retries are tested."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     uri = mlflow_server.uri
     check_store(uri)
     tracker = new_tracker(uri, tmp_path, name=f"outage-{time.time_ns()}")

@@ -178,6 +178,17 @@ def test_interrupted_trial_resumes_on_the_same_curve(tmp_path):
     assert resumed.metrics["clean_acc"] == pytest.approx(straight.metrics["clean_acc"])
 
 
+def test_bad_eval_path_fails_before_training_and_writes_nothing(tmp_path):
+    from v1sweep.errors import V1SweepError
+    from v1sweep.trial import run_trial
+
+    config = tiny_config(**{"eval.source": "published", "eval.path": str(tmp_path / "no" / "CIFAR-10-C")})
+    calls = []
+    with pytest.raises(V1SweepError, match="CIFAR-10-C"):
+        run_trial(config, tmp_path / "out", on_epoch=lambda e, m: calls.append(e), log=quiet)
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
 def test_plain_baseline_has_no_rf_metrics(tmp_path):
     from v1sweep.trial import run_trial
 

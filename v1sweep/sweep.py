@@ -554,6 +554,7 @@ _TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",                   # the CLIReporter table with our metric columns
     "TUNE_GLOBAL_CHECKPOINT_S": "5",             # save the experiment state often (resume loses less)
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run at" line (and GET) per ended run
 }
 
 
@@ -568,7 +569,7 @@ def _tune_env() -> Iterator[None]:
     old = {k: os.environ.get(k) for k in _TUNE_ENV}
     for k, v in _TUNE_ENV.items():
         if k not in os.environ or k in ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "TUNE_DISABLE_STRICT_METRIC_CHECKING",
-                                        "RAY_AIR_NEW_OUTPUT"):
+                                        "RAY_AIR_NEW_OUTPUT", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
             os.environ[k] = v
     try:
         yield

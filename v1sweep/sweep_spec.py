@@ -660,13 +660,15 @@ def _check_combinations(sweep: SweepSpec, origins: Mapping[str, str], file: str 
 # Expansion (dry run)
 # ---------------------------------------------------------------------------------------------
 def expand(sweep: SweepSpec) -> list[dict[str, Any]]:
-    """The trials a grid produces (cartesian product of grid domains x num_samples); sampled domains
-    appear as their description (e.g. ``uniform(0, 1)``), drawn per trial at run time."""
+    """The trials a grid produces (cartesian product of grid domains x num_samples, in Ray Tune's
+    order); sampled domains appear as their description (e.g. ``uniform(0, 1)``), drawn at run time."""
     grid_keys = [k for k, d in sweep.space.items() if d.kind == "grid"]
     other = {k: d.describe() for k, d in sweep.space.items() if d.kind != "grid"}
     if sweep.search.algorithm.startswith("optuna"):
         return [dict(other) for _ in range(sweep.search.num_samples)]
-    points = list(itertools.product(*(sweep.space[k].values for k in grid_keys))) if grid_keys else [()]
+    # Ray Tune's order: the first grid key varies fastest.
+    rev = grid_keys[::-1]
+    points = [p[::-1] for p in itertools.product(*(sweep.space[k].values for k in rev))] if grid_keys else [()]
     return [{**dict(zip(grid_keys, p)), **other} for _ in range(sweep.search.num_samples) for p in points]
 
 

@@ -155,6 +155,37 @@ def v1_activations(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     return torch.cat(captured)
 
 
+@torch.no_grad()
+def downstream_accuracy(model: nn.Module, acts: torch.Tensor, labels: torch.Tensor,
+                        channels: Sequence[int] | np.ndarray | None = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a `V1Net` computed from its precomputed V1-block outputs `acts` (as from
+    `v1_activations`), with `channels` zeroed: `ablate` + `accuracy` without recomputing the block,
+    which is most of a small model's work. The same numbers when the block is deterministic (no
+    noise, or noise frozen and the same `batch_size`)."""
+    was_training = model.training
+    model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    idx = None if channels is None else torch.as_tensor(np.asarray(channels, dtype=np.int64), device=device)
+    correct = 0
+    try:
+        for s in range(0, len(acts), batch_size):
+            a = acts[s:s + batch_size].to(device)
+            if idx is not None:
+                a = a.clone()
+                a[:, idx] = 0
+            logits = model.head(model.body(model.bottleneck(a)))
+            correct += int((logits.argmax(1).cpu() == labels[s:s + batch_size].cpu()).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(acts))
+
+
+def _is_v1net(model: nn.Module) -> bool:
+    from v1sweep.models import V1Net
+
+    return isinstance(model, V1Net) and model.vone is not None
+
+
 # ----------------------------------------------------------------------------- statistics
 def _response_stats(clean: torch.Tensor, corrupt: torch.Tensor, idx: np.ndarray) -> dict[str, float]:
     a = clean[:, idx].double()
@@ -208,7 +239,8 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
     """Per variant x grouping x group: response, weight and ablation statistics (tidy DataFrame),
     plus a PNG of the three side by side. `images` are uint8 or float [0, 1] (N, 3, H, W);
     `corruption_fn` maps them to corrupted [0, 1] floats (default: gaussian_noise severity 3 via
-    `v1sweep.corruptions.apply`); `evaluate_fn(model, images, labels) -> accuracy` (default top-1).
+    `v1sweep.corruptions.apply`); `evaluate_fn(model, images, labels) -> accuracy` (default top-1,
+    computed for `V1Net`s from the V1 activations already measured: `downstream_accuracy`).
     `reference` (default: the first variant) anchors the cross-variant weight comparisons.
     `figure_path=None` skips the figure (returned as None), e.g. when tables are averaged first."""
     if not models:
@@ -226,6 +258,7 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
         from v1sweep.corruptions import apply
 
         corruption_fn = lambda x: apply(x, "gaussian_noise", 3, seed=0)  # noqa: E731
+    from_acts = evaluate_fn is None
     evaluate_fn = evaluate_fn or (lambda m, x, y: accuracy(m, x, y, batch_size))
     clean = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     corrupt = corruption_fn(clean.clone()).clamp(0, 1)
@@ -244,8 +277,20 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
     for variant, model in models.items():
         act_clean = v1_activations(model, clean, batch_size)
         act_corrupt = v1_activations(model, corrupt, batch_size)
-        base_clean = evaluate_fn(model, clean, labels) if ablation else float("nan")
-        base_corrupt = evaluate_fn(model, corrupt, labels) if ablation else float("nan")
+        fast = from_acts and _is_v1net(model)
+
+        def score(corrupted: bool, idx: np.ndarray | None = None, model: nn.Module = model, fast: bool = fast,
+                  acts: tuple = (act_clean, act_corrupt)) -> float:
+            if fast:
+                return downstream_accuracy(model, acts[corrupted], labels, idx, batch_size)
+            x = corrupt if corrupted else clean
+            if idx is None:
+                return evaluate_fn(model, x, labels)
+            with ablate(model, idx):
+                return evaluate_fn(model, x, labels)
+
+        base_clean = score(False) if ablation else float("nan")
+        base_corrupt = score(True) if ablation else float("nan")
         col_norm = np.linalg.norm(weights[variant], axis=0)
         total_sq = float((col_norm ** 2).sum())
         for by in groupings:
@@ -266,9 +311,7 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                 row["weight_norm_ks_vs_ref"] = (float(stats.ks_2samp(col_norm[idx], ref_norm).statistic)
                                                 if len(ref_idx) else float("nan"))
                 if ablation:
-                    with ablate(model, idx):
-                        acc_clean = evaluate_fn(model, clean, labels)
-                        acc_corrupt = evaluate_fn(model, corrupt, labels)
+                    acc_clean, acc_corrupt = score(False, idx), score(True, idx)
                     row.update({"clean_acc": base_clean, "corruption_acc": base_corrupt,
                                 "ablated_clean_acc": acc_clean, "ablated_corruption_acc": acc_corrupt,
                                 "delta_clean_acc": acc_clean - base_clean,
@@ -362,5 +405,5 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["GROUPINGS", "ablate", "accuracy", "compare_variants", "group_units", "plot_subpopulations",
+__all__ = ["GROUPINGS", "ablate", "accuracy", "compare_variants", "downstream_accuracy", "group_units", "plot_subpopulations",
            "sf_tercile_edges", "v1_activations"]

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from v1sweep.analysis import AnalysisError
+from v1sweep.errors import V1SweepError
 from v1sweep.rf.params import RFParams
 
 if TYPE_CHECKING:
@@ -491,7 +492,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                          probe_images: torch.Tensor | None = None, probe_labels: torch.Tensor | None = None,
                          max_models: int = 8, corruption_names: Sequence[str] = DEFAULT_CORRUPTIONS,
                          severity: int = 3, n_probe: int = 256, reference: str = REFERENCE, quick: bool = True,
-                         device: str | torch.device = "cpu", log: Log | None = None) -> dict[str, Any]:
+                         device: str | torch.device = "auto", log: Log | None = None) -> dict[str, Any]:
     """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
 
     `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
@@ -499,11 +500,15 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
     written to ``trained_models.md``), ``sections`` (dicts with title, text, tables [(caption,
     DataFrame)], figures: the report's `Section` fields), ``notes``, ``models`` (the models used)
     and ``timings`` (seconds per stage). `quick` uses a reduced grating protocol (one aperture).
+    `device` "auto" takes CUDA when available (the ablations run thousands of forward passes).
     """
     from v1sweep.corruptions.catalog import CORRUPTIONS
+    from v1sweep.training import resolve_device
 
     log = log or (lambda _msg: None)
     start = time.perf_counter()
+    if "run_id" not in runs_df.columns:
+        raise ValueError("runs_df must be a `v1sweep.query.runs` table (it has no run_id column)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unknown = [c for c in corruption_names if c not in CORRUPTIONS]
@@ -511,6 +516,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
         raise ValueError(f"corruption_names: unknown {unknown or 'empty list'}; valid: {', '.join(CORRUPTIONS)}")
     if max_models < 1:
         raise ValueError(f"max_models must be >= 1, got {max_models}")
+    device = resolve_device(device)
     result: dict[str, Any] = {"tables": {}, "figures": {}, "sections": [], "notes": [], "models": pd.DataFrame(),
                               "timings": {}}
     chosen, notes = select_models(runs_df, max_models=max_models, reference=reference)
@@ -549,29 +555,35 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                      "for CKA and weight comparisons")
         reference = variants[0]
     if probe_images is None:
-        probe_images, probe_labels = _probe_set(loaded[0]["config"], n_probe)
-    probe_images = torch.as_tensor(probe_images)
-    if probe_labels is not None and len(probe_labels) != len(probe_images):
-        raise ValueError(f"probe_labels has {len(probe_labels)} entries for {len(probe_images)} probe images")
-    sizes = {m["config"].data.image_size for m in loaded}
-    if probe_images.ndim != 4 or probe_images.shape[1] != 3 or {probe_images.shape[-1]} != sizes:
-        raise ValueError(f"probe images must be (N, 3, S, S) with S the models' image size {sorted(sizes)}, "
-                         f"got {tuple(probe_images.shape)}")
-
-    t0 = time.perf_counter()
-    probes = corrupted_probes(probe_images, corruption_names, severity)
-    result["timings"]["corrupt_s"] = time.perf_counter() - t0
+        try:
+            probe_images, probe_labels = _probe_set(loaded[0]["config"], n_probe)
+        except V1SweepError as exc:  # e.g. the dataset folder is not on this machine
+            notes.append(f"no probe images: the sweep's test data cannot be loaded here ({exc}); CKA and "
+                         "sub-populations skipped (pass probe_images)")
+    if probe_images is not None:
+        probe_images = torch.as_tensor(probe_images)
+        if probe_labels is not None and len(probe_labels) != len(probe_images):
+            raise ValueError(f"probe_labels has {len(probe_labels)} entries for {len(probe_images)} probe images")
+        sizes = {m["config"].data.image_size for m in loaded}
+        if probe_images.ndim != 4 or probe_images.shape[1] != 3 or {probe_images.shape[-1]} != sizes:
+            raise ValueError(f"probe images must be (N, 3, S, S) with S the models' image size {sorted(sizes)}, "
+                             f"got {tuple(probe_images.shape)}")
+        t0 = time.perf_counter()
+        probes = corrupted_probes(probe_images, corruption_names, severity)
+        result["timings"]["corrupt_s"] = time.perf_counter() - t0
 
     stages = [("Trained models: in-silico electrophysiology of the V1 block", "electrophysiology",
                lambda: _electrophysiology(loaded, out_dir, quick))]
-    if len(variants) > 1:
-        stages.append((f"Trained models: representational similarity (CKA) to the {reference} model", "cka",
-                       lambda: _cka(loaded, reference, probe_images, probes, corruption_names, severity, out_dir)))
-    else:
+    if len(variants) == 1:
         notes.append(f"only one variant ({variants[0]}): no pairs of variants, CKA skipped")
-    stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
-                   lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
-                                           corruption_names, severity, out_dir)))
+    if probe_images is not None:
+        if len(variants) > 1:
+            stages.append((f"Trained models: representational similarity (CKA) to the {reference} model", "cka",
+                           lambda: _cka(loaded, reference, probe_images, probes, corruption_names, severity,
+                                        out_dir)))
+        stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
+                       lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
+                                               corruption_names, severity, out_dir)))
     for title, name, fn in stages:
         t0 = time.perf_counter()
         part = fn()

@@ -21,6 +21,17 @@ assert list(REGISTRY.names()) and set(REGISTRY.names()) == set(CORRUPTIONS), \
     set(REGISTRY.names()) ^ set(CORRUPTIONS)
 
 
+# Pixels (B * H * W) per internal chunk: elementwise chains run 2-3x faster when their operands fit
+# in cache; glass blur loops over pixel positions, so it prefers many images per step.
+CHUNK_PIXELS = 1 << 18
+CHUNK_PIXELS_BY_NAME = {"glass_blur": 1 << 21}
+
+
+def chunk_size(name: str, height: int, width: int) -> int:
+    """Images per internal chunk of `apply` for this corruption and image size."""
+    return max(1, CHUNK_PIXELS_BY_NAME.get(name, CHUNK_PIXELS) // (height * width))
+
+
 def list_corruptions() -> list[str]:
     """The 19 corruption names in catalog order (15 benchmark corruptions, then the 4 extras)."""
     return list(CORRUPTIONS)
@@ -74,7 +85,7 @@ def apply(images: Tensor, name: str, severity: int, seed: int = 0,
           indices: Sequence[int] | Tensor | None = None, *, table: str | None = None) -> Tensor:
     """Corrupt a float (B, 3, H, W) batch in [0, 1]; returns a tensor of the same shape and dtype.
 
-    `indices` are the dataset indices of the images (default 0..B-1): they, `seed`, `name` and
+    Large batches are processed in chunks (`chunk_size`); results do not depend on it. `indices` are the dataset indices of the images (default 0..B-1): they, `seed`, `name` and
     `severity` fix each image's randomness. `table` forces a parameter table ('cifar10' or
     'tinyimagenet'); by default it follows the image size (see `params.table_for`).
     """
@@ -88,9 +99,13 @@ def apply(images: Tensor, name: str, severity: int, seed: int = 0,
         return images.clone()
     h, w = images.shape[-2:]
     param = get_params(name, severity, max(h, w), table)
-    rng = CounterRNG(seed, name, severity, idx, images.device)
+    fn = REGISTRY.get(name)
+    step = chunk_size(name, h, w)
+    out = torch.empty_like(images)
     with torch.no_grad():
-        x = images.detach().to(torch.float32).contiguous()
-        out = REGISTRY.get(name)(x, param, rng)
-        out = out.clamp(0.0, 1.0)  # never in place: `out` may share memory with `images`
-    return out.to(images.dtype)
+        for start in range(0, images.shape[0], step):
+            part = slice(start, start + step)
+            x = images[part].detach().to(torch.float32).contiguous()
+            rng = CounterRNG(seed, name, severity, idx[part], images.device)
+            out[part] = fn(x, param, rng).clamp(0.0, 1.0)  # never in place: may share memory with x
+    return out
