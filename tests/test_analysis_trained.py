@@ -68,7 +68,8 @@ def _log_trial(client, exp, parent, sweep, tmp, config, model, rf, *, with_model
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """Sweeps: 'tiny' (biological + unif1 x seeds 0, 1, and a plain baseline), 'nomodel' (a noisy
-    biological model and a unif1 run without model.pt), 'plain' (baselines only)."""
+    biological model and a unif1 run without model.pt), 'plain' (baselines only), 'nodata' (a
+    model whose dataset folder is missing)."""
     from mlflow.tracking import MlflowClient
 
     root = tmp_path_factory.mktemp("trainedstore")
@@ -102,6 +103,9 @@ def store(tmp_path_factory):
     add("nomodel", exp, pid, _config("unif1", 0), with_model=False)
     exp, pid = parent("plain")
     add("plain", exp, pid, _config("biological", 0, **{"frontend.enabled": False}))
+    exp, pid = parent("nodata")  # trained on a folder this machine does not have
+    add("nodata", exp, pid, _config("biological", 0, **{"data.dataset": "imagefolder",
+                                                         "data.path": str(root / "no-such-dataset")}))
     return {"uri": uri, "originals": originals, "root": root}
 
 
@@ -330,6 +334,13 @@ def test_sweeps_without_v1_models_give_a_note(store, tmp_path):
     assert "no finished trials" in empty["markdown"] and empty["tables"] == {}
     with pytest.raises(ValueError, match="corruption_names"):
         analyze_sweep_models(_runs(store, "plain"), out_dir=tmp_path / "c", corruption_names=("rain",))
+
+
+def test_unloadable_probe_data_leaves_the_image_free_analysis(store, tmp_path):
+    result = analyze_sweep_models(_runs(store, "nodata"), tracking_uri=store["uri"], out_dir=tmp_path)
+    assert "no probe images: the sweep's test data cannot be loaded here" in result["markdown"]
+    assert set(result["figures"]) == {"electrophysiology"}
+    assert len(pd.read_csv(result["tables"]["electrophysiology_units"])) == 12
 
 
 def test_registry_points_to_callables():

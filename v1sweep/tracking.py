@@ -29,8 +29,9 @@ ROLE, SWEEP, TRIAL_ID = "v1sweep.role", "v1sweep.sweep", "trial_id"
 STATUS, ERROR, PARENT = "v1sweep.status", "v1sweep.error", "mlflow.parentRunId"
 # Files of a trial's output folder logged as artifacts (when present).
 TRIAL_ARTIFACTS = ("config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json", "eval_table.csv",
-                   "trial.log")
-MAX_ARTIFACT_BYTES = 20 * 2**20
+                   "trial.log", "model.pt")
+# Large enough for ResNet18/50 weights (model.pt, which model-level analyses rebuild networks from).
+MAX_ARTIFACT_BYTES = 256 * 2**20
 # Keys Ray Tune adds to every result; never logged as metrics.
 RAY_KEYS = frozenset({
     "done", "trial_id", "experiment_tag", "date", "timestamp", "pid", "hostname", "node_ip", "config",

@@ -9,6 +9,7 @@ It writes into `out_dir`:
 - ``checkpoint.pt``: after every epoch; a rerun resumes from it (a checkpoint written for another
   config is refused);
 - ``eval_table.csv``: accuracy per (corruption, severity);
+- ``model.pt``: the trained weights (a state dict), which model-level analyses rebuild the network from;
 - ``summary.json``: resolved config, metrics, history, images/s, wall time, device, versions.
 
 A finished trial (``summary.json`` with status ``finished`` and the same config) is returned as
@@ -37,6 +38,7 @@ from v1sweep.training import check_checkpoint, config_fingerprint, fit, resolve_
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
 Log = Callable[[str], Any]
 
 
@@ -93,6 +95,13 @@ def versions() -> dict[str, str]:
     if torch.cuda.is_available():
         out["cuda"] = str(torch.version.cuda)
     return out
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    """The trained weights alone (a CPU state dict, loadable with weights_only=True), for analyses."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
 
 
 def device_description(device: torch.device) -> str:
@@ -261,6 +270,7 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         "images": {"train": len(data.train_labels), "test": len(data.test_labels)},
         "device": device_description(device), "versions": versions(), "command": " ".join(sys.argv),
     }
+    _save_weights(model, out_dir / MODEL)
     _write_json(out_dir / SUMMARY, summary)
     log(f"trial {config.name!r} finished in {metrics['wall_time_s']:.1f} s; summary in {out_dir / SUMMARY}")
     return TrialResult(metrics=metrics, summary=summary, rf=rf, history=history, table=table, out_dir=out_dir)

@@ -22,12 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from v1sweep import config as cfg
-    from v1sweep.trial import run_trial
 
     overrides = cfg.parse_overrides(args.overrides)
     if args.device is not None:
         overrides["train.device"] = args.device
-    config = cfg.load(args.config, overrides)
+    config = cfg.load(args.config, overrides)  # before importing torch: a typo is reported at once
+    from v1sweep.trial import run_trial
+
     result = run_trial(config, args.out, log=lambda msg: print(msg, flush=True))
     print("metrics:")
     for key in _SHOWN:
