@@ -62,7 +62,7 @@ def expected_final(config: Any) -> dict[str, float]:
     return out
 
 
-def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None, log: Callable | None = print,
+def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None, log: Callable | None = None,
                epoch_s: float = 0.0, crash_after: int | None = None) -> dict[str, float]:
     """Epochs with deterministic metrics; resumes from ``checkpoint.json`` in `out_dir`; writes
     config.yaml, rf_params.csv and summary.json like run_trial. `crash_after`: os._exit after that
@@ -95,13 +95,13 @@ def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = 
 
 
 def slow_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
-               log: Callable | None = print) -> dict[str, float]:
+               log: Callable | None = None) -> dict[str, float]:
     """fake_trial taking 0.6 s per epoch (for killing a driver mid-sweep)."""
     return fake_trial(config, out_dir, on_epoch=on_epoch, log=log, epoch_s=0.6)
 
 
 def raising_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
-                  log: Callable | None = print) -> dict[str, float]:
+                  log: Callable | None = None) -> dict[str, float]:
     """Raises for strategy unif1 after one epoch; otherwise fake_trial."""
     if config.rf.strategy == "unif1":
         if on_epoch is not None:
@@ -111,7 +111,7 @@ def raising_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None
 
 
 def crashing_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
-                   log: Callable | None = print) -> dict[str, float]:
+                   log: Callable | None = None) -> dict[str, float]:
     """The worker process dies (os._exit) after 2 epochs, once per trial; the retry resumes."""
     return fake_trial(config, out_dir, on_epoch=on_epoch, log=log, crash_after=2)
 
