@@ -271,7 +271,8 @@ def test_cka_pairs_each_variant_with_the_biological_model_of_the_same_seeds(stor
             by_seed[(strategy, seed)] = store["originals"][run_id][0]
     for seed in (0, 1):
         row = cka[(cka["train_seed"] == seed) & (cka["layer"] == "logits") & (cka["probe"] == "clean")]
-        same = _linear_cka_reference(_logits(by_seed[("unif1", seed)], images), _logits(by_seed[("biological", seed)], images))
+        same = _linear_cka_reference(_logits(by_seed[("unif1", seed)], images),
+                                     _logits(by_seed[("biological", seed)], images))
         other = _linear_cka_reference(_logits(by_seed[("unif1", seed)], images),
                                       _logits(by_seed[("biological", 1 - seed)], images))
         assert row["cka"].item() == pytest.approx(same, rel=1e-6)

@@ -315,6 +315,7 @@ def test_resume_after_driver_sigkill_keeps_one_run_per_trial(tmp_path):
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
         finished_before = {d.name: (d / FINAL_FILE).stat().st_mtime_ns for d in state()[0]}
+        print("KILLED with finished", sorted(finished_before), "running", sorted(d.name for d in state()[1]))
     finally:
         services.kill_marked(marker)  # Ray's leftovers of the killed driver
     (sweep_dir,) = runs_dir.iterdir()
@@ -330,6 +331,7 @@ def test_resume_after_driver_sigkill_keeps_one_run_per_trial(tmp_path):
     finally:
         services.kill_marked(marker)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    print("RESUME OUT", res.stdout[-4000:], res.stderr[-2000:])
 
     client = MlflowClient(uri)
     runs = child_runs(uri, parent_run_id)  # asserts one run per trial id

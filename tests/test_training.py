@@ -12,14 +12,7 @@ from v1sweep.errors import ConfigError, TrialFailed
 from v1sweep.training import config_fingerprint, fit, load_checkpoint, make_optimizer, make_scheduler
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy runner the threads' barriers
-    cost more than they give; one thread keeps this file fast and its timing stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n: int = 400, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

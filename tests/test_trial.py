@@ -17,14 +17,7 @@ from v1sweep.errors import ConfigError
 from v1sweep.rf.params import RFParams
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy runner the threads' barriers
-    cost more than they give; one thread keeps this file fast and its timing stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_CORRUPTIONS = ["gaussian_noise", "defocus_blur", "fog", "contrast"]

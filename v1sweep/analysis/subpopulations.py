@@ -405,5 +405,5 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["GROUPINGS", "ablate", "accuracy", "compare_variants", "downstream_accuracy", "group_units", "plot_subpopulations",
-           "sf_tercile_edges", "v1_activations"]
+__all__ = ["GROUPINGS", "ablate", "accuracy", "compare_variants", "downstream_accuracy", "group_units",
+           "plot_subpopulations", "sf_tercile_edges", "v1_activations"]

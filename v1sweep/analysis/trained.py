@@ -93,7 +93,8 @@ def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: st
     needed = [CONFIG_ARTIFACT, MODEL_ARTIFACT]
     missing = [name for name in needed if name not in have]
     if missing:
-        raise AnalysisError(f"{who}: missing artifact(s) {', '.join(missing)} (has: {', '.join(sorted(have)) or 'none'})"
+        listing = ", ".join(sorted(have)) or "none"
+        raise AnalysisError(f"{who}: missing artifact(s) {', '.join(missing)} (has: {listing})"
                             + ("; trials logged before the final weights were saved cannot be analysed at "
                                "model level, rerun them" if MODEL_ARTIFACT in missing else ""))
     with tempfile.TemporaryDirectory(prefix="v1sweep-model-") as tmp:
@@ -181,7 +182,8 @@ def select_models(runs_df: pd.DataFrame, *, max_models: int = 8, reference: str 
         rf_seed=[_int(v) for v in frame.get(SEED_COLUMNS[1], pd.Series([0] * len(frame)))])
     data_cols = [c for c in DATA_COLUMNS if c in frame.columns]
     if data_cols:  # one probe set serves all models: keep the most common data config
-        keys = pd.Series(["|".join(map(str, vals)) for vals in frame[data_cols].itertuples(index=False)], index=frame.index)
+        keys = pd.Series(["|".join(map(str, vals)) for vals in frame[data_cols].itertuples(index=False)],
+                         index=frame.index)
         top, _ = Counter(keys).most_common(1)[0]
         if (keys != top).any():
             notes.append(f"{int((keys != top).sum())} trial(s) trained on other data than the majority "
@@ -310,7 +312,8 @@ def _electrophysiology(models: list[dict], out_dir: Path, quick: bool) -> dict[s
     protocol = "quick protocol: largest aperture only" if quick else "full protocol: three apertures"
     text = [f"Grating tuning of every V1-block unit ({protocol}; 12 orientations, 8 phases, quarter-octave "
             "SFs), scored against the published V1 histograms (1 - KS/KS_max on the data's bins), mean over "
-            "each variant's models. Ringach 2002 properties are measured but not scored (counts not bundled)."]
+            "each variant's models. Ringach 2002 properties are measured but not scored (counts not bundled). "
+            "The V1 block is fixed during training, so these scores depend on the sampled RFs only."]
     text += [f"Note: {n}." for n in sorted(notes)]
     return {"tables": paths, "figure": figure, "section_table": table, "text": text}
 
