@@ -703,7 +703,9 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
             shutil.copyfile(spec.file, sweep_dir / SOURCE_YAML)
             files = {"": sweep_dir / SOURCE_YAML, "resolved": sweep_dir / SPEC_YAML}
         tracker = SweepTracker(uri, experiment=spec.experiment, sweep_name=spec.name, retry_s=retry_s, log=out)
-        parent = tracker.start_sweep(spec_hash=spec.spec_hash, sweep_dir=str(sweep_dir), command=command, files=files)
+        where = [Path(spec.file).resolve().parent] if spec.file else []
+        parent = tracker.start_sweep(spec_hash=spec.spec_hash, sweep_dir=str(sweep_dir), command=command, files=files,
+                                     commit_dirs=[*where, Path.cwd(), sweep_spec.REPO_ROOT])
         _write_json(sweep_dir / SWEEP_JSON, _sweep_info(spec, sweep_dir, uri, tracker, parent))
         out(f"sweep {spec.name}: folder {sweep_dir}; MLflow experiment {spec.experiment!r}, parent run {parent}")
         tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)

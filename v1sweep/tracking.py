@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from v1sweep.errors import V1SweepError
 from v1sweep.store import is_local, mask_text, mask_uri, sqlite_path
@@ -340,12 +340,16 @@ class SweepTracker:
 
     # ---------------------------------------------------------------- parent run (synchronous)
     def start_sweep(self, *, spec_hash: str, sweep_dir: str, command: str, files: Mapping[str, Path],
-                    extra_tags: Mapping[str, str] | None = None) -> str:
+                    extra_tags: Mapping[str, str] | None = None,
+                    commit_dirs: Sequence[str | Path] = ()) -> str:
+        """Create the parent run; `commit_dirs`: where to look for a git checkout (first found wins)."""
         tags = {ROLE: "sweep", SWEEP: self.sweep_name, "v1sweep.spec_hash": spec_hash,
                 "v1sweep.sweep_dir": sweep_dir, "v1sweep.command": _tag_value(command)}
-        commit = git_commit(Path(sweep_dir).parent if Path(sweep_dir).exists() else None) or git_commit()
-        if commit:
-            tags["v1sweep.git_commit"] = commit
+        for where in commit_dirs:
+            commit = git_commit(where) if Path(where).is_dir() else None
+            if commit:
+                tags["v1sweep.git_commit"] = commit
+                break
         tags.update(extra_tags or {})
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=Path(sweep_dir).name)
         self.parent_run_id = run.info.run_id

@@ -57,11 +57,14 @@ class Section:
 # ---------------------------------------------------------------------------------------------
 def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | Path | None = None,
                  metric: str = rb.DEFAULT_METRIC, n_boot: int = rb.N_BOOT, ci: float = 0.95, seed: int = 0,
-                 partial: bool = False, all_parents: bool = False, log_to_mlflow: bool = True) -> Report:
+                 partial: bool = False, all_parents: bool = False, log_to_mlflow: bool = True,
+                 models: bool = True) -> Report:
     """Analyse a sweep's finished trials and write + log the report.
 
     Raises `AnalysisError` for a sweep with no finished trials, or one still running (unless
-    `partial`); `v1sweep.query.QueryError` for an unknown sweep or store.
+    `partial`); `v1sweep.query.QueryError` for an unknown sweep or store. With `models`, the trained
+    networks logged by the trials (``model.pt``) are analysed too: in-silico electrophysiology of
+    their V1 blocks, CKA against the biological model of the same seeds, and sub-populations.
     """
     from v1sweep import query
 
@@ -101,7 +104,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
             "v1sweep.analysis": "robustness"}).info.run_id
     try:
         report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
-                        n_boot=n_boot, ci=ci, seed=seed)
+                        n_boot=n_boot, ci=ci, seed=seed, models=models)
         if client is not None:
             _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
     except BaseException:
@@ -134,7 +137,8 @@ def trial_table(finished: pd.DataFrame, result: rb.RobustnessResult) -> pd.DataF
 
 
 def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, result: rb.RobustnessResult,
-           counts: dict, state: str, run_id: str | None, *, n_boot: int, ci: float, seed: int) -> Report:
+           counts: dict, state: str, run_id: str | None, *, n_boot: int, ci: float, seed: int,
+           models: bool = True) -> Report:
     from v1sweep.analysis import report_figures as figs
     from v1sweep.store import mask_uri
 
@@ -156,6 +160,8 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
 
     pct = int(round(ci * 100))
     sections = _sections(name, result, files, pct)
+    if models:
+        sections += _model_sections(finished, uri, out, files)
     meta = [f"Parent run `{parent.info.run_id}` (experiment {parent.info.experiment_id}) in "
             f"`{mask_uri(uri)}`" + (f"; this analysis is MLflow run `{run_id}`." if run_id else "."),
             f"Trials: {state}; analysed: the {result.n_trials} finished trial(s) with `{result.metric}`.",
@@ -173,6 +179,24 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
     files["report.html"] = out / "report.html"
     return Report(sweep=name, parent_run_id=parent.info.run_id, out_dir=out, files=files, result=result,
                   counts=counts, analysis_run_id=run_id, summary=summary)
+
+
+def _model_sections(finished: pd.DataFrame, uri: str, out: Path, files: dict) -> list[Section]:
+    """The study's model-level analyses on the trained networks; a failure becomes a note, not a crash."""
+    from v1sweep.analysis.trained import analyze_sweep_models
+
+    folder = out / "models"
+    try:
+        found = analyze_sweep_models(finished, tracking_uri=uri, out_dir=folder, log=lambda msg: None)
+    except Exception as exc:  # noqa: BLE001 - the statistics above stand on their own
+        return [Section("Trained models", text=[f"Model analyses skipped: {type(exc).__name__}: {exc}"])]
+    for path in list(found["tables"].values()) + list(found["figures"].values()):
+        files[f"models/{Path(path).name}"] = Path(path)
+    sections = [Section(sec["title"], sec["text"], sec["tables"], [f"models/{Path(f).name}" for f in sec["figures"]])
+                for sec in found["sections"]]
+    if found["notes"]:
+        sections.insert(0, Section("Trained models", text=[f"- {note}" for note in found["notes"]]))
+    return sections
 
 
 def _pct(v: float) -> str:

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partial", action="store_true", help="analyse the finished trials of a sweep still running")
     parser.add_argument("--all-parents", action="store_true", help="pool trials of every run of the sweep")
     parser.add_argument("--no-log", action="store_true", help="write the report locally only, not to MLflow")
+    parser.add_argument("--no-models", action="store_true",
+                        help="skip the trained-model analyses (electrophysiology, CKA, sub-populations)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
 
     report = build_report(args.sweep, tracking_uri=args.tracking_uri, out_dir=args.out, metric=args.metric,
                           n_boot=args.n_boot, ci=args.ci, seed=args.seed, partial=args.partial,
-                          all_parents=args.all_parents, log_to_mlflow=not args.no_log)
+                          all_parents=args.all_parents, log_to_mlflow=not args.no_log,
+                          models=not args.no_models)
     res = report.result
     c = report.counts
     print(f"sweep {report.sweep}: analysed {res.n_trials} finished trials "
