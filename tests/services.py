@@ -283,18 +283,25 @@ class RayCluster:
                 os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
+        """SIGTERM both nodes, a few seconds' grace (a node whose peer is gone can take 30 s to
+        give up), then SIGKILL whatever of ours is left."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + 5
         for proc in self.procs:
             try:
-                proc.wait(30)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        kill_marked(self.marker, grace=5)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        kill_marked(self.marker, grace=2)
         import shutil
 
         shutil.rmtree(self.temp, ignore_errors=True)

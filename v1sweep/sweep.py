@@ -319,23 +319,30 @@ def _run_name(trial_id: str, params: Mapping[str, Any]) -> str:
 
 
 class TrackingBridge:
-    """Turns Tune trial events into MLflow writes (the Tune `Callback` wraps this object)."""
+    """Turns Tune trial events into MLflow writes (the Tune `Callback` wraps this object).
+
+    A trial that completes with its final report is *finished*; one the scheduler stopped (Tune
+    marks the deciding result ``done``) is *stopped*; one that completes with neither was ended by
+    an interrupt (Ctrl-C) and is left to `v1sweep resume`.
+    """
 
     def __init__(self, tracker: Any, spec: SweepSpec):
         self.tracker = tracker
         self.spec = spec
         self.trials: list = []
-        self.interrupted = False
+        self.states: dict[str, str] = {}
+        self._stop_requested: set[str] = set()
 
     def start(self, trial: Any) -> None:
         params = dict(trial.config)
         try:
-            flat = self.spec.trial_config_for(params, name=f"{self.spec.name}-{trial.trial_id}")
             from v1sweep.config import to_flat
 
-            flat_params = to_flat(flat)
+            flat_params = to_flat(self.spec.trial_config_for(params, name=f"{self.spec.name}-{trial.trial_id}"))
         except (ConfigError, ValueError):
             flat_params = self.spec.trial_flat(params)
+        self.states.pop(trial.trial_id, None)
+        self._stop_requested.discard(trial.trial_id)
         self.tracker.trial_started(trial.trial_id, params=flat_params, run_name=_run_name(trial.trial_id, params))
 
     def result(self, trial: Any, result: dict) -> None:
@@ -356,45 +363,55 @@ class TrackingBridge:
             if not self.tracker.is_final(tid):
                 self.tracker.log_final(tid, metrics, step)
                 self.tracker.log_artifacts(tid, files=files, folder=None if files else out_dir)
-        elif not self.tracker.epoch_logged(tid, step):
-            self.tracker.log_metrics(tid, metrics, step)
+        else:
+            if result.get("done"):
+                self._stop_requested.add(tid)  # the scheduler decided to stop the trial here
+            if not self.tracker.epoch_logged(tid, step):
+                self.tracker.log_metrics(tid, metrics, step)
+
+    def _end(self, trial_id: str, state: str, error: str | None = None) -> None:
+        self.states[trial_id] = state
+        self.tracker.trial_ended(trial_id, state, error=error)
 
     def complete(self, trial: Any) -> None:
-        if self.tracker.is_final(trial.trial_id):
-            self.tracker.trial_ended(trial.trial_id, "finished")
-        elif self.interrupted:
-            self.tracker.trial_ended(trial.trial_id, "interrupted")
+        tid = trial.trial_id
+        if self.tracker.is_final(tid):
+            self._end(tid, "finished")
+        elif tid in self._stop_requested:
+            self._end(tid, "stopped")
         else:
-            self.tracker.trial_ended(trial.trial_id, "stopped")
+            self._end(tid, "interrupted")
 
     def error(self, trial: Any) -> None:
         if not self.tracker.has_trial(trial.trial_id):
             self.start(trial)
-        self.tracker.trial_ended(trial.trial_id, "failed", error=_error_text(trial))
+        self._end(trial.trial_id, "failed", _error_text(trial))
 
     def recover(self, trial: Any) -> None:
         self.tracker.set_tags(trial.trial_id, {"v1sweep.retries": str(trial.num_failures),
                                                "v1sweep.last_error": _error_text(trial)})
 
     def reconcile(self, trial: Any) -> None:
-        """A trial Tune will not run again (restored as finished / errored): make its run final."""
+        """A trial Tune will not run again (finished / errored, perhaps in an earlier session whose
+        driver died before MLflow heard of it): make sure its run says so."""
         tid = trial.trial_id
-        status = trial.status
+        if tid in self.states or self.tracker.is_ended(tid):
+            return
         last = dict(trial.last_result or {})
-        if status == "TERMINATED":
+        if trial.status == "TERMINATED":
             if not self.tracker.has_trial(tid):
                 self.start(trial)
             if last.get(KIND) == "final":
                 if not self.tracker.is_final(tid):
                     self.tracker.log_final(tid, _final_metrics(last), int(last.get("epoch", 0) or 0))
                     self.tracker.log_artifacts(tid, folder=last.get(OUT_DIR))
-                self.tracker.trial_ended(tid, "finished")
+                self._end(tid, "finished")
             else:
-                self.tracker.trial_ended(tid, "stopped")
-        elif status == "ERROR":
+                self._end(tid, "stopped")
+        elif trial.status == "ERROR":
             if not self.tracker.has_trial(tid):
                 self.start(trial)
-            self.tracker.trial_ended(tid, "failed", error=_error_text(trial))
+            self._end(tid, "failed", _error_text(trial))
 
 
 def _final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -799,19 +816,23 @@ def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn
 
 def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri: str, started: float,
          out: Callable[[str], Any]) -> SweepOutcome:
-    interrupted = False
     try:
         tuner.fit()
     except KeyboardInterrupt:
-        interrupted = True
-    trials = bridge.trials or _stored_trials(sweep_dir)
-    if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
-        interrupted = True
+        pass
+    # Ray Tune's saved state is what a resume continues from: after an interrupt it still lists the
+    # stopped-by-Ctrl-C trials as running (the in-memory trials are already cleaned up).
+    trials = _stored_trials(sweep_dir) or bridge.trials
     for trial in trials:
+        if bridge.states.get(trial.trial_id) in ("finished", "failed", "interrupted") or (
+                trial.trial_id in bridge.states and trial.status in ("TERMINATED", "ERROR")):
+            continue
         if trial.status in ("TERMINATED", "ERROR"):
             bridge.reconcile(trial)
         elif tracker.has_trial(trial.trial_id):
-            tracker.trial_ended(trial.trial_id, "interrupted")
+            bridge._end(trial.trial_id, "interrupted")
+    interrupted = any(state == "interrupted" for state in bridge.states.values()) or \
+        any(t.status not in ("TERMINATED", "ERROR") for t in trials)
     if not interrupted:
         gone = tracker.remove_orphans({t.trial_id for t in trials})
         if gone:
@@ -820,7 +841,7 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     for trial in trials:
         child = tracker.children.get(trial.trial_id)
         tags = child.tags if child else {}
-        state = tags.get("v1sweep.status") or ("interrupted" if tags.get("v1sweep.interrupted") else "stopped")
+        state = bridge.states.get(trial.trial_id) or tags.get("v1sweep.status") or "interrupted"
         counts[state] = counts.get(state, 0) + 1
     tracker.end_sweep("KILLED" if interrupted else "FINISHED",
                       tags={f"v1sweep.trials.{k}": v for k, v in counts.items()} | {

@@ -486,6 +486,11 @@ class SweepTracker:
         child = self.children.get(trial_id)
         return child is not None and int(step) in child.steps
 
+    def is_ended(self, trial_id: str) -> bool:
+        """The trial's run is over for good: finished, failed or stopped (not merely interrupted)."""
+        child = self.children.get(trial_id)
+        return child is not None and child.status in ("FINISHED", "FAILED", "KILLED") and STATUS in child.tags
+
     def is_final(self, trial_id: str) -> bool:
         child = self.children.get(trial_id)
         return child is not None and child.final
