@@ -33,12 +33,6 @@ from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
 WAIT_RESUME = ("waiting for v1sweep.sweep (resume): a corrupt sweep.json gives the bare JSON error "
                "without naming the file")
-WAIT_CORRUPT = ("waiting for v1sweep.commands.corrupt: --max-images 0 is not checked (ZeroDivisionError in "
-                "preview_grid, after the .npy files are written)")
-WAIT_TRIAL_EVAL = ("waiting for v1sweep.trial: a published corruption set (eval.path) is looked for only after "
-                   "training, so a wrong path costs the whole training run and leaves its checkpoint")
-WAIT_TRIAL = ("waiting for v1sweep.trial: run_trial writes config.yaml / rf files into out_dir before "
-              "its inputs (RF histogram file, dataset, checkpoint) are checked")
 
 # A small trial that runs in seconds on CPU (used where the error only shows once a trial starts).
 TINY = """\
@@ -69,7 +63,6 @@ class CliCase:
     expect: tuple[str | tuple[str, ...], ...] = ()
     code: int = 2
     leaves: tuple[str, ...] = ()      # files a runtime failure is documented to leave (e.g. a failed summary)
-    state_xfail: str | None = None    # known partial state, tested separately and marked xfail
     xfail: str | None = None          # the whole case waits for a module still being written
     process: bool = False             # run in a fresh interpreter (see PROCESS_CASES)
     needs_no_cuda: bool = False       # the bad input is "cuda" on a machine without it
@@ -146,11 +139,11 @@ CLI_CASES: list[CliCase] = [
     # ---- inputs only a running trial can check
     CliCase("dataset-path-missing", trial(),
             {"cfg.yaml": TINY.replace("dataset: synthetic", "dataset: imagefolder, path: no/such/folder")},
-            ("imagefolder", "path does not exist", "no/such/folder"), state_xfail=WAIT_TRIAL),
+            ("imagefolder", "path does not exist", "no/such/folder")),
     CliCase("custom-histogram-negative-counts", trial(),
             {"cfg.yaml": TINY + "rf: {strategy: custom, custom_path: neg.yaml}\n",
              "neg.yaml": "orientation: {edges: [0, 45, 90, 135, 180], counts: [3, -2, 4, 5]}\n"},
-            ("neg.yaml", "orientation", "counts must be >= 0"), state_xfail=WAIT_TRIAL, process=True),
+            ("neg.yaml", "orientation", "counts must be >= 0"), process=True),
     CliCase("nan-loss", trial(), {"cfg.yaml": TINY.replace("sf_max: 4.0", "sf_max: 4.0, k_exc: 1.0e+39")},
             ("diverged", "non-finite training loss"), process=True,
             leaves=("out", "out/summary.json", "out/config.yaml", "out/rf_params.csv", "out/rf_histograms.png")),
@@ -160,9 +153,9 @@ CLI_CASES: list[CliCase] = [
             {"cfg.yaml": TINY.replace("eval: {corruptions: [], max_images: 20}",
                                       "eval: {corruptions: [gaussian_noise], severities: [1], source: published, "
                                       "path: no/CIFAR-10-C, max_images: 20}")},
-            ("no/CIFAR-10-C", "not found"), state_xfail=WAIT_TRIAL_EVAL),
+            ("no/CIFAR-10-C", "not found")),
     CliCase("cuda-unavailable", trial("--device", "cuda"), {"cfg.yaml": TINY},
-            ("train.device", "CUDA is not available"), state_xfail=WAIT_TRIAL, needs_no_cuda=True),
+            ("train.device", "CUDA is not available"), needs_no_cuda=True),
     # ---- sweep and search-space files (`v1sweep run --dry-run` validates and expands, nothing runs)
     CliCase("sweep-include-cycle", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: cycle\ninclude: [space_a.yaml]\n",
@@ -225,7 +218,7 @@ CLI_CASES: list[CliCase] = [
             ("--severities", "1-5", "[6]")),
     CliCase("corrupt-zero-images", ("corrupt", "--max-images", "0", "--corruptions", "gaussian_noise",
                                     "--severities", "1", "--out", "cout"), {},
-            ("--max-images", (">= 1", "at least 1", "[1,")), xfail=WAIT_CORRUPT),
+            ("--max-images", (">= 1", "at least 1", "[1,"))),
     # ---- the tracking store and the analysis commands
     CliCase("tracking-store-missing", ("status", "nosuch"), {}, ("no MLflow store at", "mlflow.db")),
     CliCase("analyze-too-few-resamples", ("analyze", "nosuch", "--n-boot", "5"), {},
@@ -347,8 +340,7 @@ def _check(case: CliCase, out: Outcome) -> None:
         options = fragment if isinstance(fragment, tuple) else (fragment,)
         options = tuple(o.replace("{port}", str(out.port)) for o in options)
         assert any(o.lower() in err.lower() for o in options), f"missing {options!r} in:\n{shown}"
-    if case.state_xfail is None:
-        assert out.created <= set(case.leaves), f"left behind: {sorted(out.created - set(case.leaves))}"
+    assert out.created <= set(case.leaves), f"left behind: {sorted(out.created - set(case.leaves))}"
     assert not any((out.dir / "home").iterdir()), f"wrote into HOME: {sorted(_listing(out.dir / 'home'))}"
 
 
@@ -362,18 +354,6 @@ def test_cli_bad_input_in_a_process(case: CliCase, subprocess_outcomes):
 def test_cli_bad_input(case: CliCase, tmp_path, monkeypatch, capsys):
     """The same checks through `v1sweep.cli.main` (config errors need no fresh interpreter each)."""
     _check(case, _in_process(case, tmp_path / case.id, monkeypatch, capsys))
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c, c.state_xfail))
-                                  for c in CLI_CASES if c.state_xfail])
-def test_cli_runtime_rejection_leaves_no_output(case: CliCase, request, tmp_path, monkeypatch, capsys):
-    """An input found bad once the trial starts (dataset, RF file) still leaves no half-made out dir."""
-    if case in PROCESS_CASES:
-        out = request.getfixturevalue("subprocess_outcomes")[case.id]
-    else:
-        out = _in_process(case, tmp_path / case.id, monkeypatch, capsys)
-    assert out.returncode == case.code
-    assert out.created <= set(case.leaves), f"left behind: {sorted(out.created)}"
 
 
 def test_cli_diverged_trial_records_why_and_keeps_no_checkpoint(subprocess_outcomes):
@@ -693,7 +673,6 @@ def test_api_checkpoint_from_another_config_is_refused(finished_trial, tmp_path)
     assert "delete the checkpoint or use another output folder" in str(info.value)
 
 
-@pytest.mark.xfail(reason=WAIT_TRIAL, strict=False)
 def test_api_refused_checkpoint_leaves_the_folder_untouched(finished_trial, tmp_path):
     from v1sweep.trial import run_trial
 

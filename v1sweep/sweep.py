@@ -23,11 +23,9 @@ Sweep folder (``--storage``, default ``./v1sweep_runs``; Ray Tune's experiment f
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import os
 import shutil
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,16 +33,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from v1sweep import sweep_spec
-from v1sweep.errors import ConfigError, DatasetError, V1SweepError
+from v1sweep.errors import ConfigError, V1SweepError
 from v1sweep.store import mask_uri, resolve_tracking_uri
+from v1sweep.sweep_callback import TrackingBridge, make_callback
 from v1sweep.sweep_spec import SweepSpec, split_key
+from v1sweep.sweep_trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
 
 SWEEP_JSON, SPEC_YAML, SOURCE_YAML = "sweep.json", "sweep.yaml", "source.yaml"
-EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.json", "trial.log", "params.json"
 DEFAULT_STORAGE = "v1sweep_runs"
-KIND, HISTORY, ARTIFACTS, OUT_DIR = "_v1sweep_kind", "_v1sweep_history", "_v1sweep_artifacts", "_v1sweep_out_dir"
 TABLE_METRICS = ("epoch", "val_acc", "clean_acc", "corruption_acc")
-TrialFn = Callable[..., Any]
 
 
 @dataclass
@@ -59,440 +56,6 @@ class SweepOutcome:
     lost_writes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
-
-
-# ---------------------------------------------------------------------------------------------
-# The trainable (runs in Ray workers)
-# ---------------------------------------------------------------------------------------------
-def resolve_trial_fn(ref: TrialFn | str) -> TrialFn:
-    """A callable, or ``"package.module:function"`` imported here (on the worker)."""
-    if callable(ref):
-        return ref
-    module_name, _, attr = str(ref).partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import trial function module {module_name!r} on node "
-                          f"{socket.gethostname()}: {exc}", key="trial_function") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{module_name} has no {attr!r}", key="trial_function")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _node() -> str:
-    try:
-        import ray
-
-        ip = ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - outside Ray
-        ip = "?"
-    return f"{socket.gethostname()} ({ip})"
-
-
-def _check_paths(config: Any) -> None:
-    """A dataset path missing on this node fails the trial with the node and the path."""
-    checks = []
-    if config.data.dataset != "synthetic" and config.data.path:
-        checks.append(("data.path", config.data.path))
-    if config.eval.source == "published" and config.eval.path:
-        checks.append(("eval.path", config.eval.path))
-    if config.rf.strategy == "custom" and config.rf.custom_path:
-        checks.append(("rf.custom_path", config.rf.custom_path))
-    for key, path in checks:
-        if not Path(path).exists():
-            raise DatasetError(f"{key} {path} does not exist on node {_node()}; every node of the cluster "
-                               f"needs the data at the same absolute path (a shared filesystem or a copy)")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a crash
-    return entries
-
-
-def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool):
-            continue
-        try:
-            out[str(k)] = float(v)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def _artifact_bytes(out_dir: Path) -> dict[str, bytes]:
-    from v1sweep.tracking import MAX_ARTIFACT_BYTES, TRIAL_ARTIFACTS
-
-    files = {}
-    for name in TRIAL_ARTIFACTS:
-        path = out_dir / name
-        if path.is_file() and path.stat().st_size <= MAX_ARTIFACT_BYTES:
-            files[name] = path.read_bytes()
-    return files
-
-
-def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_dir: str, trial_fn: TrialFn | str,
-            driver_node_id: str | None) -> None:
-    """One trial inside a Ray worker: rebuild the config, run the trial function, report to Tune."""
-    from ray import tune
-
-    trial_id = tune.get_context().get_trial_id()
-    out_dir = _trial_dir(Path(sweep_dir) / "trials" / trial_id, params)
-    spec = _spec_cache(spec_dict)
-    config = spec.trial_config_for(params, name=f"{spec.name}-{trial_id}")
-    _check_paths(config)
-    fn = resolve_trial_fn(trial_fn)
-
-    history = _read_jsonl(out_dir / EPOCHS_FILE)
-    pending_history = [dict(h) for h in history]
-    remote = _remote(driver_node_id)
-
-    def report(metrics: dict[str, Any]) -> None:
-        nonlocal pending_history
-        metrics[OUT_DIR] = str(out_dir)
-        if pending_history:
-            metrics[HISTORY] = pending_history
-            pending_history = []
-        tune.report(metrics)
-
-    final_path = out_dir / FINAL_FILE
-    if final_path.exists():  # finished before the driver died: report the stored result again
-        stored = json.loads(final_path.read_text())
-        final = {**stored["metrics"], "epoch": stored["epoch"], KIND: "final"}
-        if remote:
-            final[ARTIFACTS] = _artifact_bytes(out_dir)
-        report(final)
-        return
-
-    log_file = open(out_dir / LOG_FILE, "a", buffering=1)
-
-    def log(message: str) -> None:
-        log_file.write(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {message}\n")
-
-    last_epoch = [max((int(h["epoch"]) for h in history), default=0)]
-
-    def on_epoch(epoch: int, metrics: Mapping[str, Any]) -> None:
-        values = _numbers(metrics)
-        with open(out_dir / EPOCHS_FILE, "a") as f:
-            f.write(json.dumps({"epoch": int(epoch), "metrics": values}) + "\n")
-        last_epoch[0] = int(epoch)
-        report({**values, "epoch": int(epoch), KIND: "epoch"})
-
-    try:
-        log(f"trial {trial_id} on node {_node()}: {dict(params)}")
-        result = fn(config, out_dir, on_epoch=on_epoch, log=log)
-        metrics = _numbers(getattr(result, "metrics", result) or {})
-        tmp = final_path.with_name(f".{FINAL_FILE}.tmp")
-        tmp.write_text(json.dumps({"metrics": metrics, "epoch": last_epoch[0]}))
-        tmp.replace(final_path)
-        log(f"trial {trial_id} finished")
-    except BaseException as exc:
-        log(f"trial {trial_id} failed: {type(exc).__name__}: {exc}")
-        raise
-    finally:
-        log_file.close()
-    final = {**metrics, "epoch": last_epoch[0], KIND: "final"}
-    if remote:
-        final[ARTIFACTS] = _artifact_bytes(out_dir)
-    report(final)
-
-
-def _trial_dir(out_dir: Path, params: Mapping[str, Any]) -> Path:
-    """The trial's folder; one left by another configuration under the same trial id (a searcher
-    re-sampled a trial lost with a killed driver) is moved aside, never resumed."""
-    record = out_dir / PARAMS_FILE
-    text = json.dumps(dict(params), sort_keys=True, default=str)
-    if record.exists() and record.read_text() != text:
-        for i in range(1, 1000):
-            aside = out_dir.with_name(f"{out_dir.name}.superseded-{i}")
-            if not aside.exists():
-                out_dir.rename(aside)
-                break
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not record.exists():
-        record.write_text(text)
-    return out_dir
-
-
-_SPECS: dict[str, SweepSpec] = {}
-
-
-def _spec_cache(spec_dict: Mapping[str, Any]) -> SweepSpec:
-    key = json.dumps(spec_dict, sort_keys=True, default=str)
-    if key not in _SPECS:
-        _SPECS[key] = sweep_spec.from_dict(spec_dict, file="sweep.yaml")
-    return _SPECS[key]
-
-
-def _remote(driver_node_id: str | None) -> bool:
-    if driver_node_id is None:
-        return True
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() != driver_node_id
-    except Exception:  # noqa: BLE001
-        return True
-
-
-class _Trainable:
-    """The function trainable handed to Tune; a picklable object holding what every trial needs."""
-
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, trial_fn: TrialFn | str, driver_node_id: str | None):
-        self.spec_dict = spec.to_dict()
-        self.sweep_dir = str(sweep_dir)
-        self.trial_fn = trial_fn
-        self.driver_node_id = driver_node_id
-        self.__name__ = "v1sweep_trial"
-
-    def __call__(self, params: dict) -> None:
-        run_one(params, spec_dict=self.spec_dict, sweep_dir=self.sweep_dir, trial_fn=self.trial_fn,
-                driver_node_id=self.driver_node_id)
-
-
-def make_trainable(spec: SweepSpec, sweep_dir: Path, trial_fn: TrialFn | str | None,
-                   driver_node_id: str | None) -> Any:
-    from ray import tune
-
-    fn_ref = trial_fn if trial_fn is not None else spec.trial_function
-    if callable(fn_ref):
-        _pickle_by_value_if_local(fn_ref)
-    trainable = _Trainable(spec, sweep_dir, fn_ref, driver_node_id)
-
-    def v1sweep_trial(params: dict) -> None:
-        trainable(params)
-
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(v1sweep_trial, resources)
-
-
-def _pickle_by_value_if_local(fn: Callable) -> None:
-    """Functions from modules the workers cannot import (a test file, a notebook) travel by value."""
-    import sys
-    import sysconfig
-
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
-    if module is None or module.__name__ == "__main__" or module.__name__.split(".")[0] == "v1sweep":
-        return
-    origin = getattr(module, "__file__", None) or ""
-    installed = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    if origin and not any(origin.startswith(p) for p in installed):
-        import ray.cloudpickle as cloudpickle
-
-        cloudpickle.register_pickle_by_value(module)
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver side: Tune callback -> SweepTracker
-# ---------------------------------------------------------------------------------------------
-def _error_text(trial: Any) -> str:
-    try:
-        exc = trial.get_pickled_error()
-    except Exception:  # noqa: BLE001
-        exc = None
-    if exc is not None:
-        cause = getattr(exc, "cause", None) or exc
-        return f"{type(cause).__name__}: {cause}".strip()[:4000]
-    try:
-        text = trial.get_error()
-    except Exception:  # noqa: BLE001
-        text = None
-    if text:
-        lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-        return (lines[-1] if lines else str(text))[:4000]
-    return "the trial failed (no error recorded by Ray)"
-
-
-def _run_name(trial_id: str, params: Mapping[str, Any]) -> str:
-    parts = [f"{k.split(',')[0].split('.')[-1]}={sweep_spec._fmt(v)}" for k, v in params.items()]
-    return (trial_id + " " + " ".join(parts)).strip()
-
-
-class TrackingBridge:
-    """Turns Tune trial events into MLflow writes (the Tune `Callback` wraps this object).
-
-    A trial that completes with its final report is *finished*; one the scheduler stopped (Tune
-    marks the deciding result ``done``) is *stopped*; one that completes with neither was ended by
-    an interrupt (Ctrl-C) and is left to `v1sweep resume`.
-    """
-
-    def __init__(self, tracker: Any, spec: SweepSpec):
-        self.tracker = tracker
-        self.spec = spec
-        self.trials: list = []
-        self.states: dict[str, str] = {}
-        self._stop_requested: set[str] = set()
-
-    def start(self, trial: Any) -> None:
-        params = dict(trial.config)
-        try:
-            from v1sweep.config import to_flat
-
-            flat_params = to_flat(self.spec.trial_config_for(params, name=f"{self.spec.name}-{trial.trial_id}"))
-        except (ConfigError, ValueError):
-            flat_params = self.spec.trial_flat(params)
-        self.states.pop(trial.trial_id, None)
-        self._stop_requested.discard(trial.trial_id)
-        self.tracker.trial_started(trial.trial_id, params=flat_params, run_name=_run_name(trial.trial_id, params))
-
-    def result(self, trial: Any, result: dict) -> None:
-        from v1sweep.tracking import metric_items
-
-        tid = trial.trial_id
-        if not self.tracker.has_trial(tid):
-            self.start(trial)
-        for entry in result.pop(HISTORY, None) or []:
-            step = int(entry.get("epoch", 0))
-            if not self.tracker.epoch_logged(tid, step):
-                self.tracker.log_metrics(tid, {**_numbers(entry.get("metrics", {})), "epoch": step}, step)
-        files = result.pop(ARTIFACTS, None)
-        out_dir = result.get(OUT_DIR)
-        metrics = metric_items(result)
-        step = int(result.get("epoch", 0) or 0)
-        if result.get(KIND) == "final":
-            if not self.tracker.is_final(tid):
-                self.tracker.log_final(tid, metrics, step)
-                self.tracker.log_artifacts(tid, files=files, folder=None if files else out_dir)
-        else:
-            if result.get("done"):
-                self._stop_requested.add(tid)  # the scheduler decided to stop the trial here
-            if not self.tracker.epoch_logged(tid, step):
-                self.tracker.log_metrics(tid, metrics, step)
-
-    def _end(self, trial_id: str, state: str, error: str | None = None) -> None:
-        self.states[trial_id] = state
-        self.tracker.trial_ended(trial_id, state, error=error)
-
-    def complete(self, trial: Any) -> None:
-        tid = trial.trial_id
-        if self.tracker.is_final(tid):
-            self._end(tid, "finished")
-        elif tid in self._stop_requested:
-            self._end(tid, "stopped")
-        else:
-            self._end(tid, "interrupted")
-
-    def error(self, trial: Any) -> None:
-        if not self.tracker.has_trial(trial.trial_id):
-            self.start(trial)
-        self._end(trial.trial_id, "failed", _error_text(trial))
-
-    def recover(self, trial: Any) -> None:
-        self.tracker.set_tags(trial.trial_id, {"v1sweep.retries": str(trial.num_failures),
-                                               "v1sweep.last_error": _error_text(trial)})
-
-    def reconcile(self, trial: Any) -> None:
-        """A trial Tune will not run again (finished / errored, perhaps in an earlier session whose
-        driver died before MLflow heard of it): make sure its run says so."""
-        tid = trial.trial_id
-        if tid in self.states or self.tracker.is_ended(tid):
-            return
-        last = dict(trial.last_result or {})
-        if trial.status == "TERMINATED":
-            if not self.tracker.has_trial(tid):
-                self.start(trial)
-            if last.get(KIND) == "final":
-                if not self.tracker.is_final(tid):
-                    self.tracker.log_final(tid, _final_metrics(last), int(last.get("epoch", 0) or 0))
-                    self.tracker.log_artifacts(tid, folder=last.get(OUT_DIR))
-                self._end(tid, "finished")
-            else:
-                self._end(tid, "stopped")
-        elif trial.status == "ERROR":
-            if not self.tracker.has_trial(tid):
-                self.start(trial)
-            self._end(tid, "failed", _error_text(trial))
-
-
-def _final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
-    from v1sweep.tracking import metric_items
-
-    return metric_items(result)
-
-
-def _callback(bridge: TrackingBridge) -> Any:
-    return __getattr__("V1SweepTracking")(bridge)
-
-
-def _tracking_class() -> type:
-    from ray.tune import Callback
-
-    class V1SweepTracking(Callback):
-        """Ray Tune callback: every trial event goes to the sweep's MLflow runs (via `TrackingBridge`)."""
-
-        def __init__(self, bridge: TrackingBridge | None = None) -> None:
-            self.bridge = bridge
-
-        def __getstate__(self) -> dict:  # Tune pickles callbacks; resume attaches a new bridge
-            return {}
-
-        def __setstate__(self, state: dict) -> None:
-            self.bridge = None
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.start(trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if self.bridge:
-                self.bridge.result(trial, result)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.complete(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.error(trial)
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.recover(trial)
-
-        def on_experiment_end(self, trials, **info):
-            if self.bridge:
-                self.bridge.trials = list(trials)
-
-    return V1SweepTracking
-
-
-def _optuna_class() -> type:
-    from ray.tune.search.optuna import OptunaSearch
-
-    class FinalMetricOptunaSearch(OptunaSearch):
-        """OptunaSearch that ignores per-epoch results lacking its (final) metric."""
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if isinstance(self.metric, str) and self.metric not in result:
-                return
-            super().on_trial_result(trial_id, result)
-
-    return FinalMetricOptunaSearch
-
-
-_LAZY_CLASSES = {"V1SweepTracking": _tracking_class, "FinalMetricOptunaSearch": _optuna_class}
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: classes deriving from Ray's are built on first use (no Ray import with this module)
-    and live at module level, so pickles refer to them by name."""
-    if name in _LAZY_CLASSES:
-        cls = _LAZY_CLASSES[name]()
-        cls.__module__ = __name__
-        cls.__qualname__ = name
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,15 +79,17 @@ def search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
+    from v1sweep.sweep_callback import lazy_class
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives = s.objectives
     if s.algorithm == "optuna-multi":
         sampler = optuna.samplers.NSGAIISampler(seed=s.seed)
-        searcher = __getattr__("FinalMetricOptunaSearch")(metric=[m for m, _ in objectives],
+        searcher = lazy_class("FinalMetricOptunaSearch")(metric=[m for m, _ in objectives],
                                                           mode=[md for _, md in objectives], sampler=sampler)
     else:
         sampler = optuna.samplers.TPESampler(seed=s.seed)
-        searcher = __getattr__("FinalMetricOptunaSearch")(metric=objectives[0][0], mode=objectives[0][1],
+        searcher = lazy_class("FinalMetricOptunaSearch")(metric=objectives[0][0], mode=objectives[0][1],
                                                           sampler=sampler)
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or max(1, slots)), None
 
@@ -723,10 +288,22 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
         where = [Path(spec.file).resolve().parent] if spec.file else []
         parent = tracker.start_sweep(spec_hash=spec.spec_hash, sweep_dir=str(sweep_dir), command=command, files=files,
                                      commit_dirs=[*where, Path.cwd(), sweep_spec.REPO_ROOT])
-        _write_json(sweep_dir / SWEEP_JSON, _sweep_info(spec, sweep_dir, uri, tracker, parent))
+        _write_json(sweep_dir / SWEEP_JSON, _sweep_info(spec, sweep_dir, uri, tracker, parent, trial_fn))
         out(f"sweep {spec.name}: folder {sweep_dir}; MLflow experiment {spec.experiment!r}, parent run {parent}")
-        tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
-        return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
+        with _failing_parent(tracker):
+            tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
+            return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
+
+
+@contextmanager
+def _failing_parent(tracker: Any) -> Iterator[None]:
+    """An unexpected error before or while Tune runs ends the parent run FAILED, not RUNNING."""
+    try:
+        yield
+    except Exception as exc:
+        tracker.end_sweep("FAILED", tags={"v1sweep.error": f"{type(exc).__name__}: {exc}"[:4000]}, timeout=60)
+        tracker.close(timeout=60)
+        raise
 
 
 def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
@@ -754,28 +331,49 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
     out(f"MLflow tracking store: {describe_uri(uri)}")
     check_store(uri)
     command = command or command_line(uri=uri)
+    trial_fn = trial_fn if trial_fn is not None else _stored_trial_fn(info, spec)
     with _tune_env(), ray_session(address, num_cpus, log=out):
-        from ray.tune import Tuner
-
         tracker = SweepTracker(uri, experiment=info.get("experiment") or spec.experiment, sweep_name=spec.name,
                                retry_s=retry_s, log=out)
         children = tracker.attach_sweep(info["parent_run_id"], command=command)
         out(f"resuming sweep {spec.name} in {sweep_dir}: {len(children)} trial run(s) in MLflow")
-        if Tuner.can_restore(str(sweep_dir)):
-            bridge = TrackingBridge(tracker, spec)
-            for trial in _stored_trials(sweep_dir):
-                if trial.status in ("TERMINATED", "ERROR"):
-                    bridge.reconcile(trial)
-            tuner = Tuner.restore(str(sweep_dir), trainable=make_trainable(spec, sweep_dir, trial_fn, _driver_node()),
-                                  resume_unfinished=True, resume_errored=False, restart_errored=False)
-            run_config = tuner._local_tuner.get_run_config()
-            run_config.callbacks = [_callback(bridge)]
-            run_config.progress_reporter = _reporter(spec)
-            run_config.verbose = verbose
-        else:  # killed before Ray saved anything: start the trials again in the same folder and run
-            out("no Ray Tune state to restore in the folder; starting the trials again")
-            tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
-        return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
+        with _failing_parent(tracker):
+            tuner, bridge = _restored_tuner(spec, sweep_dir, tracker, trial_fn, verbose, out)
+            return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
+
+
+def _stored_trial_fn(info: Mapping[str, Any], spec: SweepSpec) -> TrialFn | str:
+    """The trial function the sweep ran with; one passed as a Python object must be importable."""
+    ref = info.get("trial_function") or spec.trial_function
+    if ref != spec.trial_function:
+        try:
+            resolve_trial_fn(ref)
+        except (ConfigError, ImportError) as exc:
+            raise V1SweepError(f"the sweep ran trial function {ref}, which cannot be imported here ({exc}); "
+                               f"resume it from Python with resume_sweep(..., trial_fn=...)") from None
+    return ref
+
+
+def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str, verbose: int,
+                    out: Callable[[str], Any]) -> tuple[Any, TrackingBridge]:
+    """Ray Tune's saved experiment, with this session's callback; trials it will not run again
+    (finished or failed before the driver died) get their MLflow runs completed first."""
+    from ray.tune import Tuner
+
+    if not Tuner.can_restore(str(sweep_dir)):  # killed before Ray saved anything: start again in place
+        out("no Ray Tune state to restore in the folder; starting the trials again")
+        return _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
+    bridge = TrackingBridge(tracker, spec)
+    for trial in _stored_trials(sweep_dir):
+        if trial.status in ("TERMINATED", "ERROR"):
+            bridge.reconcile(trial)
+    tuner = Tuner.restore(str(sweep_dir), trainable=make_trainable(spec, sweep_dir, trial_fn, _driver_node()),
+                          resume_unfinished=True, resume_errored=False, restart_errored=False)
+    run_config = tuner._local_tuner.get_run_config()  # the pickled callback has no tracker: replace it
+    run_config.callbacks = [make_callback(bridge)]
+    run_config.progress_reporter = _reporter(spec)
+    run_config.verbose = verbose
+    return tuner, bridge
 
 
 def _stored_trials(sweep_dir: Path) -> list:
@@ -806,7 +404,7 @@ def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn
     tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler(spec), num_samples=spec.search.num_samples,
                              max_concurrent_trials=max_concurrent, reuse_actors=True,
                              trial_name_creator=_trial_id_name, trial_dirname_creator=_trial_dirname)
-    run_config = RunConfig(name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[_callback(bridge)],
+    run_config = RunConfig(name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[make_callback(bridge)],
                            failure_config=FailureConfig(max_failures=spec.failures.max_failures),
                            progress_reporter=_reporter(spec), verbose=verbose)
     tuner = Tuner(make_trainable(spec, sweep_dir, trial_fn, _driver_node()), param_space=param_space(spec),
@@ -866,7 +464,8 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     return outcome
 
 
-def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent: str) -> dict[str, Any]:
+def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent: str,
+                trial_fn: TrialFn | str | None = None) -> dict[str, Any]:
     masked = mask_uri(uri)
     objectives = spec.search.objectives
     return {
@@ -876,9 +475,16 @@ def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent
         "search": {"algorithm": spec.search.algorithm,
                    "metric": objectives[0][0] if objectives else "corruption_acc",
                    "mode": objectives[0][1] if objectives else "max"},
-        "trial_function": spec.trial_function, "source": spec.file,
+        "trial_function": _fn_ref(trial_fn) if trial_fn is not None else spec.trial_function, "source": spec.file,
         "created": datetime.datetime.now().isoformat(timespec="seconds"), "status": "running",
     }
+
+
+def _fn_ref(fn: TrialFn | str) -> str:
+    if isinstance(fn, str):
+        return fn
+    target = getattr(fn, "func", fn)  # functools.partial
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
 
 
 def _yaml(data: Mapping[str, Any]) -> str:

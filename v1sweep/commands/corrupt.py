@@ -83,6 +83,10 @@ def main(args: argparse.Namespace) -> int:
     bad = [s for s in args.severities if s not in range(1, 6)]
     if bad or not args.severities:
         raise ConfigError(f"severities must be integers in 1-5, got {args.severities}", key="--severities")
+    if args.max_images is not None and args.max_images < 1:
+        raise ConfigError(f"{args.max_images} is out of range; allowed: >= 1", key="--max-images")
+    if args.preview_index < 0:
+        raise ConfigError(f"{args.preview_index} is out of range; allowed: >= 0", key="--preview-index")
     size = args.image_size or _NATIVE_SIZE.get(args.dataset, 32)
     data = DataConfig(dataset=args.dataset, path=args.data_path, image_size=size, train_size=1,
                       test_size=args.max_images, seed=0, augment=False)
