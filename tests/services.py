@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -229,7 +230,8 @@ class MlflowServer:
 
 
 class RayCluster:
-    """A two-node Ray cluster on loopback: head on 127.0.0.2, worker on 127.0.0.3, token auth.
+    """A two-node Ray cluster on loopback: head on 127.0.0.2, worker on 127.0.0.3, token auth
+    (a fresh token in `env`: RAY_AUTH_MODE=token, RAY_AUTH_TOKEN; drivers must use `env`).
 
     Ray rewrites 127.0.0.1 to the host's address, so the nodes use other loopback addresses. Each
     `ray start --block` stays in the foreground; teardown ends them and every process carrying the
@@ -244,7 +246,9 @@ class RayCluster:
         self.cpus = cpus_per_node
         self.port = free_port("127.0.0.2")
         self.address = f"127.0.0.2:{self.port}"
-        self.env = marked_env(self.marker, RAY_AUTH_MODE="token")
+        # The cluster's own token (not ~/.ray/auth_token, which a fresh machine does not have).
+        self.env = marked_env(self.marker, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        self.env.pop("RAY_AUTH_TOKEN_PATH", None)
         self.procs: list[subprocess.Popen] = []
 
     def _start(self, args: list[str], log: str) -> subprocess.Popen:

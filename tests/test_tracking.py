@@ -244,3 +244,31 @@ def test_server_down_mid_sweep_loses_nothing(mlflow_server, tmp_path, monkeypatc
     assert history(client, run.info.run_id, "val_acc") == [(e, e / 10) for e in range(1, 6)]
     assert run.data.metrics["clean_acc"] == 0.8
     assert client.get_run(tracker.parent_run_id).info.status == "FINISHED"
+
+
+def test_locked_sqlite_store_is_retried(tmp_path):
+    """Another process holds the sqlite database (`database is locked`): writes wait and retry."""
+    import sqlite3
+
+    uri = sqlite_uri(tmp_path)
+    tracker = new_tracker(uri, tmp_path)
+    tracker.trial_started("t", params={"x": 1}, run_name="t")
+    assert tracker.flush(60)
+    holder = sqlite3.connect(str(tmp_path / "store.db"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for epoch in (1, 2, 3):
+            tracker.log_metrics("t", {"val_acc": epoch / 10, "epoch": epoch}, epoch)
+        tracker.trial_ended("t", "finished")
+        deadline = time.monotonic() + 120
+        while tracker.writer.retried == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert tracker.flush(300)
+    tracker.close(10)
+    assert tracker.writer.retried > 0 and tracker.writer.lost == []
+    run = children(MlflowClient(uri), tracker)[0]
+    assert history(MlflowClient(uri), run.info.run_id, "val_acc") == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert run.info.status == "FINISHED"

@@ -178,6 +178,7 @@ def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
         where = "a fresh local Ray"
     else:
+        check_address(address)
         _enable_token_auth_if_available()
         try:
             ray.init(address=address, **kwargs)
@@ -195,6 +196,16 @@ def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str
         yield {"owned": True, "address": where}
     finally:
         ray.shutdown()
+
+
+def check_address(address: str | None) -> None:
+    """Refuse Ray Client addresses before anything starts (see the message)."""
+    if address and address.strip().startswith("ray://"):
+        raise V1SweepError(
+            "Ray Client addresses (ray://) run Ray Tune's driver on the head node, out of reach of this "
+            "process's MLflow logging; run the sweep on the head node instead: `v1sweep run SWEEP.yaml "
+            "--address auto` there, or `ray job submit --address http://HEAD:8265 --working-dir . -- "
+            "v1sweep run SWEEP.yaml --address auto`")
 
 
 def _enable_token_auth_if_available() -> None:
@@ -265,6 +276,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
         return None
     from v1sweep.tracking import SweepTracker, check_store, command_line, describe_uri
 
+    check_address(address)
     started = time.monotonic()
     uri = resolve_tracking_uri(tracking_uri, fallback=spec.tracking.uri)
     out(f"MLflow tracking store: {describe_uri(uri)}")
@@ -314,6 +326,7 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
     checkpoints, MLflow keeps exactly one child run per trial."""
     from v1sweep.tracking import SweepTracker, check_store, command_line, describe_uri
 
+    check_address(address)
     started = time.monotonic()
     sweep_dir = Path(sweep_dir).expanduser().absolute()
     info_path = sweep_dir / SWEEP_JSON

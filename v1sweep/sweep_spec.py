@@ -304,12 +304,14 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = 
 
 
 def from_dict(raw: Mapping[str, Any], *, file: str | None = None, base_dir: str | Path | None = None,
-              overrides: Sequence[str] | Mapping[str, Any] = ()) -> SweepSpec:
-    """Validate a sweep given as a dict (what `SweepSpec.to_dict` wrote, or a file's content)."""
+              overrides: Sequence[str] | Mapping[str, Any] = (), check_space: bool = True) -> SweepSpec:
+    """Validate a sweep given as a dict (what `SweepSpec.to_dict` wrote, or a file's content).
+    `check_space=False` skips building every grid point (a worker re-reading a checked spec)."""
     flat = dict(overrides) if isinstance(overrides, Mapping) else trial_config.parse_overrides(overrides)
     sweep_over, trial_over = _route_overrides(flat)
     raw = deep_merge(raw, unflatten(sweep_over)) if sweep_over else dict(raw)
-    return _build(raw, file=file, base_dir=Path(base_dir or Path.cwd()).resolve(), trial_overrides=trial_over)
+    return _build(raw, file=file, base_dir=Path(base_dir or Path.cwd()).resolve(), trial_overrides=trial_over,
+                  check_space=check_space)
 
 
 _SWEEP_SECTIONS = ("search", "scheduler", "resources", "failures", "tracking")
@@ -336,7 +338,7 @@ def _route_overrides(flat: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 def _build(raw: Mapping[str, Any], *, file: str | None, base_dir: Path,
-           trial_overrides: Mapping[str, Any]) -> SweepSpec:
+           trial_overrides: Mapping[str, Any], check_space: bool = True) -> SweepSpec:
     if not raw.get("name"):
         raise ConfigError("a sweep needs a name (used for the output folder and the MLflow tags); "
                           "add 'name: my_sweep'", file=file, key="name")
@@ -362,7 +364,8 @@ def _build(raw: Mapping[str, Any], *, file: str | None, base_dir: Path,
                       scheduler=parsed.scheduler, resources=parsed.resources, failures=parsed.failures,
                       tracking=parsed.tracking, trial_function=parsed.trial_function,
                       description=parsed.description, file=file, includes=tuple(includes))
-    _check_combinations(sweep, origins, file)
+    if check_space:
+        _check_combinations(sweep, origins, file)
     return sweep
 
 

@@ -193,7 +193,7 @@ _SPECS: dict[str, SweepSpec] = {}
 def _spec_cache(spec_dict: Mapping[str, Any]) -> SweepSpec:
     key = json.dumps(spec_dict, sort_keys=True, default=str)
     if key not in _SPECS:
-        _SPECS[key] = sweep_spec.from_dict(spec_dict, file="sweep.yaml")
+        _SPECS[key] = sweep_spec.from_dict(spec_dict, file="sweep.yaml", check_space=False)
     return _SPECS[key]
 
 

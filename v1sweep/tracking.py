@@ -27,6 +27,7 @@ from v1sweep.store import is_local, mask_text, mask_uri, sqlite_path
 
 ROLE, SWEEP, TRIAL_ID = "v1sweep.role", "v1sweep.sweep", "trial_id"
 STATUS, ERROR, PARENT = "v1sweep.status", "v1sweep.error", "mlflow.parentRunId"
+FINAL_TAG = "v1sweep.final_logged"
 # Files of a trial's output folder logged as artifacts (when present).
 TRIAL_ARTIFACTS = ("config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json", "eval_table.csv",
                    "trial.log", "model.pt")
@@ -136,11 +137,15 @@ def _tag_value(value: Any) -> str:
 
 
 def _transient(exc: BaseException) -> bool:
+    """Worth retrying: connection problems, server errors, a busy sqlite file; not bad requests."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, MlflowException):
         return exc.error_code not in _PERMANENT
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError))
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+        return True
+    text = str(exc).lower()
+    return type(exc).__module__.startswith("sqlalchemy") and ("locked" in text or "busy" in text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +386,7 @@ class SweepTracker:
                 self.client.delete_run(run.info.run_id)
                 continue
             child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags), params=dict(run.data.params))
-            child.final = "clean_acc" in run.data.metrics or run.data.tags.get(STATUS) == "finished"
+            child.final = run.data.tags.get(FINAL_TAG) == "true" or run.data.tags.get(STATUS) == "finished"
             child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, "epoch")}
             self.children[trial_id] = child
             self._runs[trial_id] = child.run_id
@@ -512,10 +517,16 @@ class SweepTracker:
 
     def log_final(self, trial_id: str, metrics: Mapping[str, float], step: int) -> None:
         """The trial's final metrics, once (a resumed trial that already has them is not re-logged)."""
+        from mlflow.entities import Metric, RunTag
+
         child = self.children.get(trial_id)
         if child is None or child.final:
             return
-        self.log_metrics(trial_id, metrics, step)
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v)]
+        # One log_batch: the metrics and the marker a resumed sweep looks for arrive together.
+        self.writer.submit(_Op(f"final metrics of trial {trial_id}", trial_id=trial_id, metrics=batch,
+                               tags=[RunTag(FINAL_TAG, "true")], resolve=self._resolver(trial_id)))
         child.final = True
 
     def log_artifacts(self, trial_id: str, *, files: Mapping[str, bytes] | None = None,
