@@ -157,22 +157,57 @@ def marked_pids(marker: str) -> list[int]:
     return pids
 
 
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def marked_tree(marker: str) -> list[int]:
+    """Marked processes and all their descendants (Ray's agents do not always inherit the marker)."""
+    children = _children_map()
+    todo, seen = list(marked_pids(marker)), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid == os.getpid():
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(seen)
+
+
 def kill_marked(marker: str, *, grace: float = 5.0) -> list[int]:
-    pids = marked_pids(marker)
+    pids = marked_tree(marker)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and marked_pids(marker):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.2)
-    for pid in marked_pids(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for pid in sorted(set(pids) | set(marked_pids(marker))):
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def marked_env(marker: str, **extra: str) -> dict[str, str]:

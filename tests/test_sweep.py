@@ -293,8 +293,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
         for key, value in summary["metrics"].items():  # MLflow holds what the trial computed
             if value is not None:
                 assert math.isclose(run.data.metrics[key], value, rel_tol=1e-9), key
-        assert {"config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json"} <= \
-            {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json", "eval_table.csv",
+                "model.pt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert points == {(s, seed, seed) for s in ("biological", "unif1") for seed in (0, 1)}
 
     best = services.run_cli(["best", "smoke", "--metric", "corruption_acc", "-k", "2", "--json"], cwd=tmp_path,

@@ -10,7 +10,9 @@ metrics to Tune; MLflow is written on the driver (`v1sweep.tracking`), so worker
 tracking store, and the sqlite default works with a local Ray and a loopback cluster alike.
 Resume restores Ray Tune's experiment state, re-attaches to the existing MLflow runs by their
 ``trial_id`` tag, back-fills epochs logged by the workers but lost by a killed driver, and deletes
-the runs of trials Ray itself had not saved. Ray is imported inside functions only.
+the runs of trials Ray itself had not saved. Ray is imported inside functions only. The worker side
+lives in `v1sweep.sweep_trainable`, the Tune-events-to-MLflow glue in `v1sweep.sweep_callback`;
+docs/sweeps.md is the user's guide.
 
 Sweep folder (``--storage``, default ``./v1sweep_runs``; Ray Tune's experiment folder too)::
 
@@ -240,7 +242,7 @@ def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print) -> list[di
     kind = "trials" if spec.search.algorithm in ("grid", "random") else "trials sampled by " + spec.search.algorithm
     out(f"{len(trials)} {kind}:")
     for i, params in enumerate(trials):
-        out(f"  {i:4d}  " + ", ".join(f"{k}={sweep_spec._fmt(v)}" for k, v in params.items()))
+        out(f"  {i:4d}  " + ", ".join(f"{k}={sweep_spec.format_value(v)}" for k, v in params.items()))
     return trials
 
 

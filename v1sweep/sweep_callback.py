@@ -46,7 +46,7 @@ def _error_text(trial: Any) -> str:
 
 
 def _run_name(trial_id: str, params: Mapping[str, Any]) -> str:
-    parts = [f"{k.split(',')[0].split('.')[-1]}={sweep_spec._fmt(v)}" for k, v in params.items()]
+    parts = [f"{k.split(',')[0].split('.')[-1]}={sweep_spec.format_value(v)}" for k, v in params.items()]
     return (trial_id + " " + " ".join(parts)).strip()
 
 

@@ -168,8 +168,8 @@ class Domain:
 
     def describe(self) -> str:
         if self.discrete:
-            return f"{self.kind}({', '.join(map(_fmt, self.values))})"
-        return f"{self.kind}({', '.join(map(_fmt, self.bounds))})"
+            return f"{self.kind}({', '.join(map(format_value, self.values))})"
+        return f"{self.kind}({', '.join(map(format_value, self.bounds))})"
 
     def probe_values(self) -> list:
         """Values that stand for the domain when checking combinations: all values, or the bounds."""
@@ -200,7 +200,7 @@ class Domain:
         return tune.quniform(lo, hi, q)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -653,7 +653,7 @@ def _check_combinations(sweep: SweepSpec, origins: Mapping[str, str], file: str 
             sweep.trial_config_for(params)
         except ConfigError as exc:
             key, body = _split_error(exc)
-            point = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+            point = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
             what = f"{key}: {body}" if key else body
             raise ConfigError(f"the space yields an invalid trial ({point}): {what}",
                               file=file, key="space") from None
