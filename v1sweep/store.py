@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 # Set before any mlflow import (every mlflow user in v1sweep resolves its store here first);
 # a user who wants telemetry can set the variable to "false" themselves.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Analyses download a few small artifacts per trial; one progress bar per file is noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ENV_VAR = "MLFLOW_TRACKING_URI"
 DEFAULT_DB = "mlflow.db"
