@@ -170,10 +170,28 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def marked_tree(marker: str) -> list[int]:
-    """Marked processes and all their descendants (Ray's agents do not always inherit the marker)."""
+def pids_in(folder: Path) -> list[int]:
+    """Processes whose working directory lies in `folder` (a test's own temporary folder): Ray's
+    agents overwrite their environment with their process title, so the marker cannot find them."""
+    folder = Path(folder).resolve()
+    me = {os.getpid(), os.getppid()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in me:
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+def marked_tree(marker: str, folder: Path | None = None) -> list[int]:
+    """Marked processes (and those working in `folder`) with all their descendants."""
     children = _children_map()
-    todo, seen = list(marked_pids(marker)), set()
+    todo, seen = list(marked_pids(marker)) + (pids_in(folder) if folder else []), set()
     while todo:
         pid = todo.pop()
         if pid in seen or pid == os.getpid():
@@ -183,8 +201,10 @@ def marked_tree(marker: str) -> list[int]:
     return sorted(seen)
 
 
-def kill_marked(marker: str, *, grace: float = 5.0) -> list[int]:
-    pids = marked_tree(marker)
+def kill_marked(marker: str, *, grace: float = 5.0, folder: Path | None = None) -> list[int]:
+    """End what a test started: processes carrying `marker`, those working in `folder`, and their
+    descendants (SIGTERM, then SIGKILL after `grace`)."""
+    pids = marked_tree(marker, folder)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -233,7 +253,7 @@ class MlflowServer:
         cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                "--artifacts-destination", str(self.root / "artifacts")]
-        self.proc = subprocess.Popen(cmd, env=marked_env(self.marker), stdout=open(self.log, "ab"),
+        self.proc = subprocess.Popen(cmd, env=marked_env(self.marker), cwd=self.root, stdout=open(self.log, "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_port("127.0.0.1", self.port, timeout, self.proc, self.log)
         self._wait_healthy(timeout)
@@ -260,7 +280,7 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        kill_marked(self.marker, grace=2)
+        kill_marked(self.marker, grace=2, folder=self.root)
         self.proc = None
 
 
@@ -289,8 +309,8 @@ class RayCluster:
     def _start(self, args: list[str], log: str) -> subprocess.Popen:
         cmd = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--num-cpus", str(self.cpus),
                "--temp-dir", str(self.temp), "--dashboard-agent-listen-port", str(free_port()), *args]
-        proc = subprocess.Popen(cmd, env=self.env, stdout=open(self.root / log, "ab"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, env=self.env, cwd=self.root, stdout=open(self.root / log, "ab"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -340,7 +360,7 @@ class RayCluster:
                 except ProcessLookupError:
                     pass
                 proc.wait(10)
-        kill_marked(self.marker, grace=2)
+        kill_marked(self.marker, grace=2, folder=self.root)
         import shutil
 
         shutil.rmtree(self.temp, ignore_errors=True)

@@ -254,7 +254,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         res = services.run_cli(["run", str(REPO / "sweeps" / "smoke.yaml"), "--num-cpus", "2"], cwd=tmp_path,
                                env=env, timeout=900)
     finally:
-        services.kill_marked(marker)
+        services.kill_marked(marker, folder=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     db = tmp_path / "mlflow.db"
     assert f"database {db}" in res.stdout  # the store's path is printed at start
@@ -340,7 +340,7 @@ def test_resume_after_driver_sigkill_keeps_one_run_per_trial(tmp_path):
         finished_before = {d.name: (d / FINAL_FILE).stat().st_mtime_ns for d in state()[0]}
         print("KILLED with finished", sorted(finished_before), "running", sorted(d.name for d in state()[1]))
     finally:
-        services.kill_marked(marker)  # Ray's leftovers of the killed driver
+        services.kill_marked(marker, folder=tmp_path)  # Ray's leftovers of the killed driver
     (sweep_dir,) = runs_dir.iterdir()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent_run_id = json.loads((sweep_dir / SWEEP_JSON).read_text())["parent_run_id"]
@@ -352,7 +352,7 @@ def test_resume_after_driver_sigkill_keeps_one_run_per_trial(tmp_path):
         res = services.run_cli(["resume", str(sweep_dir), "--num-cpus", "2", "-q"], cwd=tmp_path, env=env,
                                timeout=600)
     finally:
-        services.kill_marked(marker)
+        services.kill_marked(marker, folder=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     print("RESUME OUT", res.stdout[-4000:], res.stderr[-2000:])
 
@@ -382,7 +382,7 @@ def test_bench_sweep_reports_both_paths(tmp_path):
         res = services.run_cli(["bench", "sweep", "--trials", "3"], cwd=tmp_path, env=services.marked_env(marker),
                                timeout=600)
     finally:
-        services.kill_marked(marker)
+        services.kill_marked(marker, folder=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     import re
 

@@ -34,7 +34,7 @@ def cluster(tmp_path_factory):
         raise
     yield c
     c.stop()
-    assert not services.marked_pids(c.marker), "cluster processes left behind"
+    assert not services.marked_pids(c.marker) and not services.pids_in(c.root), "cluster processes left behind"
 
 
 def write_sweep(path: Path, **keys) -> Path:
