@@ -31,8 +31,6 @@ import torch
 from v1sweep import config as cfg
 from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
-WAIT_RESUME = ("waiting for v1sweep.sweep (resume): a corrupt sweep.json gives the bare JSON error "
-               "without naming the file")
 
 # A small trial that runs in seconds on CPU (used where the error only shows once a trial starts).
 TINY = """\
@@ -63,7 +61,6 @@ class CliCase:
     expect: tuple[str | tuple[str, ...], ...] = ()
     code: int = 2
     leaves: tuple[str, ...] = ()      # files a runtime failure is documented to leave (e.g. a failed summary)
-    xfail: str | None = None          # the whole case waits for a module still being written
     process: bool = False             # run in a fresh interpreter (see PROCESS_CASES)
     needs_no_cuda: bool = False       # the bad input is "cuda" on a machine without it
 
@@ -210,7 +207,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("resume-not-a-sweep-folder", ("resume", "somewhere"), {"somewhere/notes.txt": "hi"},
             ("somewhere", "not a sweep folder", "sweep.json")),
     CliCase("resume-corrupt-sweep-json", ("resume", "swept"), {"swept/sweep.json": "{not json"},
-            ("swept/sweep.json", ("not valid json", "cannot read", "corrupt", "malformed")), xfail=WAIT_RESUME),
+            ("swept/sweep.json", ("not valid json", "cannot read", "corrupt", "malformed"))),
     # ---- materialising corrupted sets
     CliCase("corrupt-unknown-corruption", ("corrupt", "--corruptions", "gaussian_nois", "--out", "cout"), {},
             ("--corruptions", "gaussian_nois", "valid: gaussian_noise")),
@@ -319,15 +316,14 @@ def _in_process(case: CliCase, case_dir: Path, monkeypatch, capsys) -> Outcome:
     return Outcome(code, captured.out, captured.err + extra, case_dir, before, 0)
 
 
-def _marks(case: CliCase, xfail: str | None) -> list:
-    marks = [pytest.mark.xfail(reason=xfail, strict=False)] if xfail else []
+def _marks(case: CliCase) -> list:
     if case.needs_no_cuda:
-        marks.append(pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"))
-    return marks
+        return [pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")]
+    return []
 
 
 def _params(cases: list[CliCase]) -> list:
-    return [pytest.param(c, id=c.id, marks=_marks(c, c.xfail)) for c in cases]
+    return [pytest.param(c, id=c.id, marks=_marks(c)) for c in cases]
 
 
 def _check(case: CliCase, out: Outcome) -> None:

@@ -551,3 +551,17 @@ def test_ast_scanners_catch_known_violations():
     bad, seen = scan_unpicklers(trees)
     assert (lines(bad), seen) == ([21, 26], 2)
     assert lines(scan_binds(trees)) == [27, 28]
+
+
+def test_sweep_file_with_credentials_in_tracking_uri_is_refused(tmp_path):
+    """A sweep file is logged as an MLflow artifact and copied to the sweep folder: a password in
+    its tracking URI would leak there, so it is refused and the message never shows the secret."""
+    from v1sweep.sweep_spec import load_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nspace:\n  train.seed: {grid: [0]}\n"
+                    "tracking: {uri: 'http://bob:hunter2@127.0.0.1:5000'}\n")
+    with pytest.raises(ConfigError, match="tracking.uri") as info:
+        load_sweep(path)
+    assert "hunter2" not in str(info.value)
+    assert "MLFLOW_TRACKING_PASSWORD" in str(info.value)

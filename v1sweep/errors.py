@@ -33,3 +33,7 @@ class TrialFailed(V1SweepError, RuntimeError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(f"{reason}: {message}")
+
+
+class OutputError(V1SweepError, OSError):
+    """An output folder (trial out dir, sweep storage, cache) cannot be created or written."""

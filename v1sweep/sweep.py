@@ -335,7 +335,7 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
     if not info_path.is_file():
         raise V1SweepError(f"{sweep_dir} is not a sweep folder (no {SWEEP_JSON}); pass the folder "
                            f"`v1sweep run` printed, e.g. {DEFAULT_STORAGE}/<name>-<time>")
-    info = json.loads(info_path.read_text())
+    info = _read_sweep_json(info_path)
     spec = sweep_spec.from_dict(_read_yaml(sweep_dir / SPEC_YAML), file=str(sweep_dir / SPEC_YAML),
                                 base_dir=sweep_dir)
     stored_uri = info.get("tracking_uri")
@@ -461,7 +461,7 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
                           "v1sweep.wall_time_s": f"{time.monotonic() - started:.1f}"})
     tracker.close(timeout=tracker.writer.retry_s + 60)
     info_path = sweep_dir / SWEEP_JSON
-    info = json.loads(info_path.read_text())
+    info = _read_sweep_json(info_path)
     info["status"] = "interrupted" if interrupted else "finished"
     info["counts"] = counts
     _write_json(info_path, info)
@@ -506,6 +506,19 @@ def _yaml(data: Mapping[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(dict(data), sort_keys=False)
+
+
+def _read_sweep_json(path: Path) -> dict[str, Any]:
+    """The sweep folder's record; a damaged one is named, with what to do about it."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise V1SweepError(f"{path}: cannot read the sweep record ({exc}); it is not valid JSON. Restore it, "
+                           f"or start the sweep again with `v1sweep run`") from None
+    if not isinstance(info, dict) or "parent_run_id" not in info:
+        raise V1SweepError(f"{path}: not a v1sweep sweep record (corrupt: no parent_run_id); restore it, "
+                           f"or start the sweep again with `v1sweep run`")
+    return info
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -123,6 +123,15 @@ class TrackingSpec:
     uri: str | None = spec(None, doc="MLflow tracking URI (default: sqlite mlflow.db in the working directory)")
     experiment: str | None = spec(None, doc="MLflow experiment (default: the sweep name)")
 
+    def validate(self) -> None:
+        """Sweep files are logged to MLflow and copied into the sweep folder: no secrets in them."""
+        from v1sweep.store import mask_uri
+
+        if self.uri and mask_uri(self.uri) != self.uri:
+            raise ConfigError(f"{mask_uri(self.uri)} holds credentials, which would be logged with the sweep "
+                              "file; put them in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / "
+                              "MLFLOW_TRACKING_TOKEN, or pass the URI with --tracking-uri", key="tracking.uri")
+
 
 @dataclass(frozen=True)
 class SweepFile:

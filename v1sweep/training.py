@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from v1sweep.config import TrainConfig, TrialConfig
-from v1sweep.errors import ConfigError, TrialFailed
+from v1sweep.errors import ConfigError, OutputError, TrialFailed
 from v1sweep.schema import to_dict
 
 CHECKPOINT_FORMAT = 1
@@ -142,7 +142,8 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     """Write atomically: a temporary file in the same folder, then `os.replace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # never recreate it silently: what else was in it is gone too
+        raise OutputError(f"output folder {path.parent} vanished during the run; cannot write {path.name}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(dict(state), tmp)

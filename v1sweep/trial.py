@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from v1sweep.config import TrialConfig, to_dict, to_yaml
-from v1sweep.errors import TrialFailed
+from v1sweep.errors import OutputError, TrialFailed
 from v1sweep.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
 from v1sweep.rf.params import FIELDS, RFParams
 from v1sweep.training import check_checkpoint, config_fingerprint, fit, resolve_device, seed_everything
@@ -167,6 +167,19 @@ def _make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor
                        device=device, augment=Augment.from_config(config.data))
 
 
+def check_writable(out_dir: Path) -> None:
+    """Fail before any work when `out_dir` cannot be created or written (not after training)."""
+    import os
+
+    existing = out_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write the trial output {out_dir}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the trial output {out_dir}: {existing} is read-only")
+
+
 def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[int, dict], Any] | None = None,
               log: Log | None = print) -> TrialResult:
     """Run one trial into `out_dir` (see the module doc); returns metrics, summary and RF params.
@@ -184,6 +197,7 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
 
     # Every input is checked before anything is written: a bad dataset, RF file, device, corruption
     # set or a checkpoint from another config leaves `out_dir` as it was.
+    check_writable(out_dir)
     device = resolve_device(config.train.device)
     rf = sample_rf(config)
     metrics: dict[str, float] = {}
