@@ -145,7 +145,7 @@ CLI_CASES: list[CliCase] = [
             ("diverged", "non-finite training loss"), process=True,
             leaves=("out", "out/summary.json", "out/config.yaml", "out/rf_params.csv", "out/rf_histograms.png")),
     CliCase("out-is-a-file", ("train", "cfg.yaml", "--out", "taken/out"), {"cfg.yaml": TINY, "taken": "a file"},
-            ("taken/out", "Not a directory"), code=1),
+            ("taken/out", "is not a folder"), code=1),
     CliCase("published-corruptions-missing", trial(),
             {"cfg.yaml": TINY.replace("eval: {corruptions: [], max_images: 20}",
                                       "eval: {corruptions: [gaussian_noise], severities: [1], source: published, "

@@ -62,11 +62,11 @@ def test_out_dir_vanishing_mid_trial_is_an_error_naming_it(tmp_path):
     assert not (out / "summary.json").exists()
 
 
-def test_cli_storage_under_a_file_exits_2_without_running(tmp_path):
+def test_cli_storage_under_a_file_exits_1_without_running(tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "s.yaml").write_text("name: t\nspace:\n  train.seed: {grid: [0]}\n")
     proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", "run", "s.yaml", "--storage", "afile/runs"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # exit 1: the system (an output folder), not the input
     assert "cannot create the sweep storage folder" in proc.stderr and "afile" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -14,7 +14,7 @@ import traceback
 from typing import Sequence
 
 from v1sweep import __version__
-from v1sweep.errors import V1SweepError
+from v1sweep.errors import OutputError, V1SweepError
 
 # Subcommand -> module under v1sweep.commands, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._main(args) or 0)
+    except OutputError as exc:  # an output folder that cannot be written: the system, not the input
+        if os.environ.get("V1SWEEP_TRACEBACK"):
+            raise
+        print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except (V1SweepError, ValueError) as exc:  # bad input: ValueError is the API's documented error
         if os.environ.get("V1SWEEP_TRACEBACK"):
             raise

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from v1sweep import sweep_spec
-from v1sweep.errors import ConfigError, V1SweepError
+from v1sweep.errors import ConfigError, OutputError, V1SweepError
 from v1sweep.store import mask_uri, resolve_tracking_uri
 from v1sweep.sweep_callback import TrackingBridge, make_callback
 from v1sweep.sweep_spec import SweepSpec, split_key
@@ -255,7 +255,7 @@ def _new_sweep_dir(storage: Path, name: str) -> Path:
             return path
         except FileExistsError:
             continue
-    raise V1SweepError(f"cannot create a new sweep folder under {storage}")
+    raise OutputError(f"cannot create a new sweep folder under {storage}")
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -287,7 +287,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
     try:
         storage_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise V1SweepError(f"cannot create the sweep storage folder {storage_dir}: {exc.strerror}") from None
+        raise OutputError(f"cannot create the sweep storage folder {storage_dir}: {exc.strerror}") from None
     if not os.access(storage_dir, os.W_OK):
         raise V1SweepError(f"the sweep storage folder {storage_dir} is not writable")
     command = command or command_line(uri=uri)
