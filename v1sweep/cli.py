@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_code(exc: BaseException) -> int:
+    """1 when the system failed (an output folder that cannot be written, a vanished file),
+    2 for bad input (`V1SweepError`, and `ValueError`, the API's documented error)."""
+    if isinstance(exc, OutputError) or not isinstance(exc, (V1SweepError, ValueError)):
+        return 1
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,21 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._main(args) or 0)
-    except OutputError as exc:  # an output folder that cannot be written: the system, not the input
+    except (V1SweepError, ValueError, OSError) as exc:
         if os.environ.get("V1SWEEP_TRACEBACK"):
             raise
         print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
-        return 1
-    except (V1SweepError, ValueError) as exc:  # bad input: ValueError is the API's documented error
-        if os.environ.get("V1SWEEP_TRACEBACK"):
-            raise
-        print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # an unwritable --out, a vanished file: the system's message, no stack
-        if os.environ.get("V1SWEEP_TRACEBACK"):
-            raise
-        print(f"v1sweep {args.command}: error: {scrub(str(exc))}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     except KeyboardInterrupt:
         print(f"v1sweep {args.command}: interrupted", file=sys.stderr)
         return 130
