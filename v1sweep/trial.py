@@ -34,7 +34,8 @@ from v1sweep.config import TrialConfig, to_dict, to_yaml
 from v1sweep.errors import OutputError, TrialFailed
 from v1sweep.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
 from v1sweep.rf.params import FIELDS, RFParams
-from v1sweep.training import check_checkpoint, config_fingerprint, fit, resolve_device, seed_everything
+from v1sweep.training import (check_checkpoint, config_fingerprint, fit, resolve_device, save_checkpoint,
+                              seed_everything)
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
@@ -99,9 +100,7 @@ def versions() -> dict[str, str]:
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
     """The trained weights alone (a CPU state dict, loadable with weights_only=True), for analyses."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)
+    save_checkpoint(path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
 
 def device_description(device: torch.device) -> str:
