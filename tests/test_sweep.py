@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -126,6 +127,63 @@ def test_optuna_tpe_and_nsga2(ray_local, tmp_path):
             assert 10.0 <= cfg.frontend.k_exc <= 40.0 and cfg.train.seed in (0, 1, 2)
             assert_final_metrics(run, services.expected_final(cfg))
         assert len({config_of(spec, r).frontend.k_exc for r in runs.values()}) == n  # sampled, not repeated
+
+
+def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
+    """Ray Tune pickles the searcher with its sampler; the copy must sample like the original."""
+    import pickle
+
+    import optuna
+
+    from v1sweep.sweep_callback import lazy_class
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        return x, (1 - x) ** 2 + y
+
+    sampler = lazy_class("NSGAIISampler")(seed=3, population_size=4)
+    copy = pickle.loads(pickle.dumps(sampler))
+    plain = optuna.samplers.NSGAIISampler(seed=3, population_size=4)
+    studies = []
+    for s in (copy, plain):
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=s)
+        study.optimize(objective, n_trials=12)
+        studies.append([t.params for t in study.trials])
+    assert studies[0] == studies[1]  # same seed, same generations: the lock is all that changed
+
+
+class BrokenTPE(optuna.samplers.TPESampler):
+    """A TPE sampler whose sampling raises: the search algorithm itself fails, not a trial."""
+
+    def sample_independent(self, *args, **kw):
+        raise RuntimeError("sampler exploded")
+
+    def sample_relative(self, *args, **kw):
+        raise RuntimeError("sampler exploded")
+
+
+def test_search_algorithm_failure_is_one_error_line_and_failed_parent(ray_local, tmp_path, monkeypatch, capsys):
+    from v1sweep import cli
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", BrokenTPE)
+    space = {"rf.strategy": {"choice": ["biological", "unif1"]}}
+    make_spec(tmp_path, space=space, search={"algorithm": "optuna", "metric": "clean_acc", "num_samples": 2},
+              trial_function="services:fake_trial")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rc = cli.main(["run", str(tmp_path / "sweep.yaml"), "--tracking-uri", uri, "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    assert [ln for ln in lines if "error:" in ln] == [lines[-1]]
+    assert "search algorithm optuna" in lines[-1] and "sampler exploded" in lines[-1]
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs([client.get_experiment_by_name("t").experiment_id],
+                                   "tags.`v1sweep.role` = 'sweep'")
+    assert parent.info.status == "FAILED"
+    assert "sampler exploded" in parent.data.tags["v1sweep.error"]
 
 
 def test_random_search_is_seeded_and_respects_domains(ray_local, tmp_path):

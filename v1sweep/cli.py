@@ -19,6 +19,7 @@ from v1sweep.errors import OutputError, V1SweepError
 # Subcommand -> module under v1sweep.commands, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
     "run": "run",
+    "sweeps": "sweeps",
     "resume": "resume",
     "status": "status",
     "train": "train",
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_code(exc: BaseException) -> int:
     """1 when the system failed (an output folder that cannot be written, a vanished file),
     2 for bad input (`V1SweepError`, and `ValueError`, the API's documented error)."""
+    if getattr(exc, "exit_status", None) is not None:  # e.g. SearchAlgorithmFailed: 1
+        return int(exc.exit_status)
     if isinstance(exc, OutputError) or not isinstance(exc, (V1SweepError, ValueError)):
         return 1
     return 2

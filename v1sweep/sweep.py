@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping
 from v1sweep import sweep_spec
 from v1sweep.errors import ConfigError, OutputError, V1SweepError
 from v1sweep.store import mask_uri, resolve_tracking_uri
-from v1sweep.sweep_callback import TrackingBridge, make_callback
+from v1sweep.sweep_callback import SearchAlgorithmFailed, TrackingBridge, make_callback
 from v1sweep.sweep_spec import SweepSpec, split_key
 from v1sweep.sweep_trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
 
@@ -86,14 +86,50 @@ def search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives = s.objectives
     if s.algorithm == "optuna-multi":
-        sampler = optuna.samplers.NSGAIISampler(seed=s.seed)
+        sampler = lazy_class("NSGAIISampler")(seed=s.seed)  # picklable NSGA-II (see its doc)
         searcher = lazy_class("FinalMetricOptunaSearch")(metric=[m for m, _ in objectives],
                                                           mode=[md for _, md in objectives], sampler=sampler)
     else:
         sampler = optuna.samplers.TPESampler(seed=s.seed)
         searcher = lazy_class("FinalMetricOptunaSearch")(metric=objectives[0][0], mode=objectives[0][1],
                                                           sampler=sampler)
+    searcher.algorithm = s.algorithm
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or max(1, slots)), None
+
+
+def checked_search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
+    """`search_algorithm`, refused up front (as `SearchAlgorithmFailed`) when it cannot be built or
+    cannot be pickled: Ray Tune pickles the searcher into its experiment state when the Tuner is
+    built and at every checkpoint, and a failure there would otherwise be a raw traceback."""
+    from ray import cloudpickle
+
+    name = spec.search.algorithm
+    try:
+        search_alg, max_concurrent = search_algorithm(spec, slots)
+    except V1SweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SearchAlgorithmFailed(name, f"cannot be built: {type(exc).__name__}: {exc}") from exc
+    try:
+        cloudpickle.dumps(search_alg)
+    except Exception as exc:  # noqa: BLE001
+        inner = getattr(search_alg, "searcher", search_alg)
+        sampler = getattr(inner, "_sampler", None)
+        what = f"{name} ({type(sampler).__name__})" if sampler is not None else name
+        raise SearchAlgorithmFailed(what, f"Ray Tune cannot save its state ({type(exc).__name__}: {exc}); "
+                                          f"a newer Optuna or Ray may have changed the sampler") from exc
+    return search_alg, max_concurrent
+
+
+def search_failure(exc: BaseException) -> SearchAlgorithmFailed | None:
+    """The `SearchAlgorithmFailed` behind an exception Ray Tune raised (it may wrap it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SearchAlgorithmFailed):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def scheduler(spec: SweepSpec) -> Any:
@@ -315,7 +351,11 @@ def _failing_parent(tracker: Any) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        tracker.end_sweep("FAILED", tags={"v1sweep.error": f"{type(exc).__name__}: {exc}"[:4000]}, timeout=60)
+        reason = str(exc) if isinstance(exc, SearchAlgorithmFailed) else f"{type(exc).__name__}: {exc}"
+        for tid, child in list(tracker.children.items()):  # trials Tune dropped with the searcher
+            if child.status == "RUNNING":
+                tracker.trial_ended(tid, "interrupted", error=f"sweep stopped: {reason}"[:4000])
+        tracker.end_sweep("FAILED", tags={"v1sweep.error": reason[:4000]}, timeout=60)
         tracker.close(timeout=60)
         raise
 
@@ -415,7 +455,7 @@ def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn
 
     bridge = TrackingBridge(tracker, spec)
     slots = _slots(spec)
-    search_alg, max_concurrent = search_algorithm(spec, slots)
+    search_alg, max_concurrent = checked_search_algorithm(spec, slots)
     tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler(spec), num_samples=spec.search.num_samples,
                              max_concurrent_trials=max_concurrent, reuse_actors=True,
                              trial_name_creator=_trial_id_name, trial_dirname_creator=_trial_dirname)
@@ -433,6 +473,11 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
         tuner.fit()
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        failed = search_failure(exc)
+        if failed is None:
+            raise
+        raise failed from None  # `_failing_parent` marks the parent run FAILED with its message
     # Ray Tune's saved state is what a resume continues from: after an interrupt it still lists the
     # stopped-by-Ctrl-C trials as running (the in-memory trials are already cleaned up).
     trials = _stored_trials(sweep_dir) or bridge.trials

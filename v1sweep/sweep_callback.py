@@ -7,11 +7,13 @@ importing this module does not import Ray, yet pickles find them here by name.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from v1sweep import sweep_spec
-from v1sweep.errors import ConfigError
+from v1sweep.errors import ConfigError, V1SweepError
 from v1sweep.sweep_spec import SweepSpec
 from v1sweep.sweep_trainable import ARTIFACTS, HISTORY, KIND, OUT_DIR, numeric
 
@@ -203,17 +205,96 @@ def _optuna_class() -> type:
     from ray.tune.search.optuna import OptunaSearch
 
     class FinalMetricOptunaSearch(OptunaSearch):
-        """OptunaSearch that ignores per-epoch results lacking its (final) metric."""
+        """OptunaSearch that ignores per-epoch results lacking its (final) metric, and turns an
+        exception of Optuna itself into `SearchAlgorithmFailed` so the driver can tell it from a
+        trial's failure (the sweep stops with one error line naming the algorithm)."""
+
+        algorithm = "optuna"
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if isinstance(self.metric, str) and self.metric not in result:
                 return
-            super().on_trial_result(trial_id, result)
+            with _search_errors(self, "on_trial_result"):
+                super().on_trial_result(trial_id, result)
+
+        def suggest(self, trial_id: str):
+            with _search_errors(self, "suggest"):
+                return super().suggest(trial_id)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            with _search_errors(self, "on_trial_complete"):
+                super().on_trial_complete(trial_id, result=result, error=error)
 
     return FinalMetricOptunaSearch
 
 
-_LAZY_CLASSES = {"V1SweepTracking": _tracking_class, "FinalMetricOptunaSearch": _optuna_class}
+class SearchAlgorithmFailed(V1SweepError):
+    """The search algorithm itself (not a trial) failed: the sweep cannot go on.
+
+    Exit status 1 (a fault of the system, not of the user's input)."""
+
+    exit_status = 1
+
+    def __init__(self, algorithm: str, cause: str) -> None:
+        self.algorithm = algorithm
+        self.cause = cause
+        super().__init__(f"search algorithm {algorithm} failed: {cause}")
+
+
+@contextmanager
+def _search_errors(searcher: Any, where: str) -> Iterator[None]:
+    try:
+        yield
+    except SearchAlgorithmFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any fault inside Optuna ends the sweep, named
+        sampler = type(getattr(searcher, "_sampler", None) or searcher).__name__
+        raise SearchAlgorithmFailed(f"{searcher.algorithm} ({sampler})",
+                                    f"{type(exc).__name__} in {where}: {exc}") from exc
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def _lock_free_state(obj: Any) -> dict:
+    """`obj.__dict__` with its thread locks left out (their names are kept to recreate them)."""
+    state = dict(obj.__dict__)
+    locks = {k: isinstance(v, type(threading.RLock())) for k, v in state.items() if isinstance(v, _LOCK_TYPES)}
+    for k in locks:
+        del state[k]
+    state["_v1sweep_locks"] = locks
+    return state
+
+
+def _restore_locks(obj: Any, state: dict) -> None:
+    locks = state.pop("_v1sweep_locks", {})
+    obj.__dict__.update(state)
+    for k, reentrant in locks.items():
+        setattr(obj, k, threading.RLock() if reentrant else threading.Lock())
+
+
+def _nsga2_class() -> type:
+    """NSGA-II that pickles: Optuna 5's genetic samplers (`optuna.samplers._ga.BaseGASampler`) keep
+    a `threading.Lock` in `_thread_lock` and define no `__getstate__`, while Ray Tune pickles the
+    searcher (with its sampler) when the Tuner is built and at every experiment checkpoint
+    (`TypeError: cannot pickle '_thread.lock' object`). The lock guards a per-process cache, so a
+    pickled copy gets a fresh one."""
+    import optuna
+
+    class NSGAIISampler(optuna.samplers.NSGAIISampler):
+        __doc__ = _nsga2_class.__doc__
+
+        def __getstate__(self) -> dict:
+            return _lock_free_state(self)
+
+        def __setstate__(self, state: dict) -> None:
+            _restore_locks(self, state)
+
+    return NSGAIISampler
+
+
+_LAZY_CLASSES = {"V1SweepTracking": _tracking_class, "FinalMetricOptunaSearch": _optuna_class,
+                 "NSGAIISampler": _nsga2_class}
 
 
 def lazy_class(name: str) -> type:

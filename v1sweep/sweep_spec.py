@@ -35,7 +35,19 @@ from v1sweep.schema import (_check_constraints, _coerce, build, closest, deep_me
                             unflatten)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SEARCH_SPACES_DIR = REPO_ROOT / "search_spaces"
+
+
+def _bundle_root() -> Path:
+    """Where `sweeps/` and `search_spaces/` are: the copy an installed wheel carries
+    (`v1sweep/_bundled/`, made by setup.py's build hook), else the source checkout's top level
+    (a clone, or an editable install)."""
+    packaged = Path(__file__).resolve().parent / "_bundled"
+    return packaged if (packaged / "sweeps").is_dir() else REPO_ROOT
+
+
+BUNDLE_ROOT = _bundle_root()
+SWEEPS_DIR = BUNDLE_ROOT / "sweeps"
+SEARCH_SPACES_DIR = BUNDLE_ROOT / "search_spaces"
 ALGORITHMS = ("grid", "random", "optuna", "optuna-multi")
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
 MODES = ("max", "min")
@@ -297,7 +309,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = 
     change the base trial config; ``search.``, ``scheduler.``, ``resources.``, ``failures.``,
     ``tracking.`` and ``name`` change the sweep. `data_path` is ``--data-path``: ``trial.data.path``.
     """
-    path = Path(path)
+    path = find_sweep(path)
     file = str(path)
     raw = trial_config.read_yaml(path)
     if raw is None:
@@ -390,10 +402,10 @@ def _base_trial(parsed: SweepFile, *, file: str | None, base_dir: Path,
     tree: dict[str, Any] = {}
     source = file
     if parsed.trial_config:
-        cfg_path = _find_file(parsed.trial_config, [base_dir, Path.cwd(), REPO_ROOT])
+        cfg_path = _find_file(parsed.trial_config, [base_dir, Path.cwd(), BUNDLE_ROOT, SWEEPS_DIR])
         if cfg_path is None:
             raise ConfigError(f"trial config {parsed.trial_config!r} not found (looked next to the sweep "
-                              f"file, in the working directory and in {REPO_ROOT})", file=file, key="trial_config")
+                              f"file, in the working directory and in {BUNDLE_ROOT})", file=file, key="trial_config")
         loaded = trial_config.read_yaml(cfg_path) or {}
         if not isinstance(loaded, Mapping):
             raise ConfigError("a trial config must be a mapping of sections", file=str(cfg_path))
@@ -447,6 +459,38 @@ def _reraise(exc: ConfigError, *, file: str | None, prefix: str, hint: str = "")
     raise ConfigError(body + hint, file=exc.file or file, key=full) from None
 
 
+def bundled_sweeps() -> list[tuple[str, str, Path]]:
+    """(name, one-line description, path) of every sweep shipped with v1sweep, by name."""
+    found = []
+    for path in sorted(SWEEPS_DIR.glob("*.yaml")) if SWEEPS_DIR.is_dir() else []:
+        try:
+            raw = trial_config.read_yaml(path) or {}
+        except Exception:  # noqa: BLE001 - a damaged file is listed, its loading names the fault
+            raw = {}
+        desc = raw.get("description") if isinstance(raw, Mapping) else None
+        found.append((path.stem, " ".join(str(desc or "").split()), path))
+    return found
+
+
+def find_sweep(name_or_path: str | Path) -> Path:
+    """A sweep file given as a path, or a bundled sweep given by name (``smoke``, ``smoke.yaml``,
+    ``sweeps/smoke.yaml`` from any directory). A path that exists always wins."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    parts = path.parts
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "sweeps"):
+        stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+        bundled = SWEEPS_DIR / f"{stem}.yaml"
+        if bundled.is_file():
+            return bundled
+        names = [n for n, _d, _p in bundled_sweeps()]
+        raise ConfigError(f"no sweep file {str(name_or_path)!r} here and no bundled sweep named {stem!r}"
+                          f"{closest(stem, names)}; bundled sweeps: {', '.join(names) or 'none'} "
+                          f"(`v1sweep sweeps` lists them)", file=str(name_or_path))
+    return path  # a missing path: reading it names the file
+
+
 def _find_file(name: str, dirs: Sequence[Path]) -> Path | None:
     candidate = Path(name).expanduser()
     if candidate.is_absolute():
@@ -476,7 +520,7 @@ def _resolve_space(parsed: SweepFile, *, file: str | None,
 
 def _include(name: str, *, base_dir: Path, chain: list[str], space: dict, origins: dict,
              includes: list[str], from_file: str | None, key: str) -> None:
-    path = _find_file(name, [base_dir, base_dir.parent, REPO_ROOT, Path.cwd(), SEARCH_SPACES_DIR,
+    path = _find_file(name, [base_dir, base_dir.parent, BUNDLE_ROOT, Path.cwd(), SEARCH_SPACES_DIR,
                              Path.cwd() / "search_spaces"])
     if path is None:
         available = sorted(p.name for p in SEARCH_SPACES_DIR.glob("*.yaml")) if SEARCH_SPACES_DIR.is_dir() else []

@@ -19,7 +19,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file, e.g. sweeps/smoke.yaml")
+    parser.add_argument("sweep", metavar="SWEEP", help="sweep file (path/to/sweep.yaml) or the name of a bundled "
+                        "sweep (smoke, paper, ...: see `v1sweep sweeps`)")
     add_common(parser)
     parser.add_argument("--storage", default=None, metavar="DIR",
                         help="folder for sweep folders (default ./v1sweep_runs); on a multi-node cluster a "
