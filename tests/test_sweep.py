@@ -318,6 +318,13 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert f"database {db}" in res.stdout  # the store's path is printed at start
     uri = f"sqlite:///{db}"
     (sweep_dir,) = (tmp_path / "v1sweep_runs").iterdir()
+    # v1sweep's own progress (plain lines: stdout is a pipe), not Ray's table, logdir or auth notice
+    out = res.stdout + res.stderr
+    assert "trials 4/4 done (4 finished, 0 failed), 0 running | best corruption_acc" in res.stdout
+    assert f"folder {sweep_dir}" in res.stdout and "/#/experiments/" in res.stdout
+    for noise in ("== Status ==", "Result logdir", "driver_artifacts", "Token authentication",
+                  "Creating initial MLflow database tables", "Trial name"):
+        assert noise not in out, noise
     info = json.loads((sweep_dir / SWEEP_JSON).read_text())
     spec = sweep_spec.load_sweep(REPO / "sweeps" / "smoke.yaml")
     client = MlflowClient(uri)

@@ -154,7 +154,13 @@ def _trial_dirname(trial: Any) -> str:
     return f"tune-{trial.trial_id}"
 
 
-def _reporter(spec: SweepSpec) -> Any:
+def _reporter(spec: SweepSpec, verbose: int = 1) -> Any:
+    """v1sweep's compact progress (`v1sweep.sweep_progress`); Ray's status table with verbose >= 2."""
+    metric, mode = (spec.search.objectives or [("corruption_acc", "max")])[0]
+    if verbose < 2:
+        from v1sweep.sweep_progress import make_reporter
+
+        return make_reporter(metric, mode)
     from ray.tune import CLIReporter
 
     params = {k: k.split(",")[0].split(".")[-1] for k in spec.space}
@@ -163,6 +169,36 @@ def _reporter(spec: SweepSpec) -> Any:
         metrics.setdefault(name, name)
     return CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=30,
                        max_progress_rows=40)
+
+
+def _tune_verbosity(verbose: int) -> int:
+    """Ray Tune's own verbosity: 1 (progress reports only) unless quiet; Tune's per-result lines never."""
+    return 1 if verbose >= 1 else 0
+
+
+# Library log lines a user of `v1sweep run` does not need (shown with --verbose): the token-auth
+# notice of every local Ray, Tune's "Trials did not complete" (the summary counts failures), MLflow's
+# schema-creation notes for a new sqlite store.
+_NOISY_LOGGERS = {"ray._private.authentication.authentication_token_setup": "ERROR", "ray.tune.tune": "CRITICAL",
+                  "mlflow.store.db.utils": "WARNING", "alembic.runtime.migration": "WARNING"}
+
+
+@contextmanager
+def quiet_libraries(verbose: int) -> Iterator[None]:
+    """Lower the noisy library loggers while a sweep runs (nothing changes with verbose >= 2)."""
+    import logging
+
+    if verbose >= 2:
+        yield
+        return
+    old = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name, level in _NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in old.items():
+            logging.getLogger(name).setLevel(level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,15 +239,17 @@ def _tune_env() -> Iterator[None]:
 
 
 @contextmanager
-def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str], Any] = print) -> Iterator[dict]:
+def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str], Any] = print,
+                verbose: int = 2) -> Iterator[dict]:
     """A fresh local Ray (address None) or the given cluster; a Ray already initialised *in this
-    process* (by the caller) is used as is and left running."""
+    process* (by the caller) is used as is and left running. Below verbose 2 the workers' output
+    stays in their trial.log and Ray's log files instead of the driver's terminal."""
     import ray
 
     if ray.is_initialized():
         yield {"owned": False, "address": "this process's Ray"}
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": True}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": verbose >= 2}
     if address is None:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
         where = "a fresh local Ray"
@@ -223,7 +261,7 @@ def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str
         except Exception as exc:  # noqa: BLE001
             raise V1SweepError(
                 f"cannot connect to the Ray cluster at {address!r}: {str(exc).strip().splitlines()[-1][:300]}. "
-                f"Check the address (auto | host:port | ray://host:10001); a cluster started with token "
+                f"Check the address (auto or host:port of the head's GCS, e.g. 10.0.0.5:6379); a cluster started with token "
                 f"authentication (the default of `ray start` in Ray 2.5x+) needs RAY_AUTH_MODE=token and its "
                 f"token (~/.ray/auth_token or RAY_AUTH_TOKEN) on this machine") from None
         where = f"the Ray cluster at {address}"
@@ -318,7 +356,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
     started = time.monotonic()
     uri = resolve_tracking_uri(tracking_uri, fallback=spec.tracking.uri)
     out(f"MLflow tracking store: {describe_uri(uri)}")
-    check_store(uri)
+    with quiet_libraries(verbose):
+        check_store(uri)
     storage_dir = Path(storage or DEFAULT_STORAGE).expanduser().absolute()
     try:
         storage_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +366,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
     if not os.access(storage_dir, os.W_OK):
         raise V1SweepError(f"the sweep storage folder {storage_dir} is not writable")
     command = command or command_line(uri=uri)
-    with _tune_env(), ray_session(address, num_cpus, log=out):
+    with _tune_env(), quiet_libraries(verbose), ray_session(address, num_cpus, log=out, verbose=verbose):
         sweep_dir = _new_sweep_dir(storage_dir, spec.name)
         (sweep_dir / SPEC_YAML).write_text(_yaml(spec.to_dict()))
         files = {"": sweep_dir / SPEC_YAML}
@@ -339,7 +378,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
         parent = tracker.start_sweep(spec_hash=spec.spec_hash, sweep_dir=str(sweep_dir), command=command, files=files,
                                      commit_dirs=[*where, Path.cwd(), sweep_spec.REPO_ROOT])
         _write_json(sweep_dir / SWEEP_JSON, _sweep_info(spec, sweep_dir, uri, tracker, parent, trial_fn))
-        out(f"sweep {spec.name}: folder {sweep_dir}; MLflow experiment {spec.experiment!r}, parent run {parent}")
+        out(f"sweep {spec.name}: folder {sweep_dir}")
+        out(f"MLflow: experiment {spec.experiment!r}, parent run {parent}; {_browse_hint(uri, tracker.experiment_id)}")
         with _failing_parent(tracker):
             tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
             return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
@@ -384,10 +424,11 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
                            f"({stored_uri}); pass it again with --tracking-uri")
     uri = resolve_tracking_uri(tracking_uri, fallback=stored_uri)
     out(f"MLflow tracking store: {describe_uri(uri)}")
-    check_store(uri)
+    with quiet_libraries(verbose):
+        check_store(uri)
     command = command or command_line(uri=uri)
     trial_fn = trial_fn if trial_fn is not None else _stored_trial_fn(info, spec)
-    with _tune_env(), ray_session(address, num_cpus, log=out):
+    with _tune_env(), quiet_libraries(verbose), ray_session(address, num_cpus, log=out, verbose=verbose):
         tracker = SweepTracker(uri, experiment=info.get("experiment") or spec.experiment, sweep_name=spec.name,
                                retry_s=retry_s, log=out)
         children = tracker.attach_sweep(info["parent_run_id"], command=command)
@@ -426,8 +467,8 @@ def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: Tr
                           resume_unfinished=True, resume_errored=False, restart_errored=False)
     run_config = tuner._local_tuner.get_run_config()  # the pickled callback has no tracker: replace it
     run_config.callbacks = [make_callback(bridge)]
-    run_config.progress_reporter = _reporter(spec)
-    run_config.verbose = verbose
+    run_config.progress_reporter = _reporter(spec, verbose)
+    run_config.verbose = _tune_verbosity(verbose)
     return tuner, bridge
 
 
@@ -461,7 +502,7 @@ def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn
                              trial_name_creator=_trial_id_name, trial_dirname_creator=_trial_dirname)
     run_config = RunConfig(name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[make_callback(bridge)],
                            failure_config=FailureConfig(max_failures=spec.failures.max_failures),
-                           progress_reporter=_reporter(spec), verbose=verbose)
+                           progress_reporter=_reporter(spec, verbose), verbose=_tune_verbosity(verbose))
     tuner = Tuner(make_trainable(spec, sweep_dir, trial_fn, _driver_node()), param_space=param_space(spec),
                   tune_config=tune_config, run_config=run_config)
     return tuner, bridge
@@ -517,11 +558,30 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     out(f"sweep {'interrupted' if interrupted else 'done'} in {outcome.seconds:.1f} s: {summary or 'no trials'}; "
         f"MLflow parent run {outcome.parent_run_id} in {mask_uri(uri)}")
+    out(f"results: {_browse_hint(uri, outcome.experiment_id)}")
     if interrupted:
         out(f"continue with: v1sweep resume {sweep_dir}")
     if outcome.lost_writes:
         out(f"warning: {len(outcome.lost_writes)} MLflow write(s) could not be made; first: {outcome.lost_writes[0]}")
     return outcome
+
+
+def _browse_hint(uri: str, experiment_id: str) -> str:
+    """Where to see the sweep: its runs-table URL on a tracking server, else the `v1sweep ui` command
+    and the URL it will serve."""
+    from v1sweep.tracking import experiment_url
+
+    if uri.startswith(("http://", "https://")):
+        return experiment_url(mask_uri(uri), experiment_id)
+    ui = "v1sweep ui" + ("" if _is_default_store(uri) else f" --tracking-uri {mask_uri(uri)}")
+    return f"`{ui}`, then {experiment_url('http://127.0.0.1:5000', experiment_id)}"
+
+
+def _is_default_store(uri: str) -> bool:
+    try:
+        return resolve_tracking_uri(None) == uri
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent: str,

@@ -293,8 +293,14 @@ def _nsga2_class() -> type:
     return NSGAIISampler
 
 
+def _progress_class() -> type:
+    from v1sweep.sweep_progress import _reporter_class
+
+    return _reporter_class()
+
+
 _LAZY_CLASSES = {"V1SweepTracking": _tracking_class, "FinalMetricOptunaSearch": _optuna_class,
-                 "NSGAIISampler": _nsga2_class}
+                 "NSGAIISampler": _nsga2_class, "SweepProgress": _progress_class}
 
 
 def lazy_class(name: str) -> type:

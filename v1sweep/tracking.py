@@ -334,14 +334,25 @@ class SweepTracker:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
+            if EXPERIMENT_KIND not in (exp.tags or {}):
+                self._mark_training(exp.experiment_id)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name))
+            eid = self.client.create_experiment(name, artifact_location=artifact_location(self.uri, name),
+                                                tags={EXPERIMENT_KIND: TRAINING_KIND})
         except Exception:  # noqa: BLE001 - created concurrently by another sweep
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+        return eid
+
+    def _mark_training(self, experiment_id: str) -> None:
+        """MLflow 3's UI opens an experiment without this tag as GenAI (traces); ours hold training runs."""
+        try:
+            self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
+        except Exception:  # noqa: BLE001 - cosmetic: the runs are there either way
+            pass
 
     # ---------------------------------------------------------------- parent run (synchronous)
     def start_sweep(self, *, spec_hash: str, sweep_dir: str, command: str, files: Mapping[str, Path],
@@ -628,6 +639,19 @@ def _is_number(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+# MLflow 3's UI reads this experiment tag to choose the experiment's view (training runs vs GenAI).
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def experiment_url(base: str, experiment_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's runs table (the classic machine-learning view, not
+    the GenAI overview MLflow 3 opens by default); without an id, the experiments list."""
+    base = base.rstrip("/")
+    if not experiment_id:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def describe_uri(uri: str) -> str:

@@ -15,10 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from v1sweep.commands.run import exit_code
+    from v1sweep.commands.run import exit_code, verbosity
     from v1sweep.sweep import resume_sweep
 
     outcome = resume_sweep(args.sweep_dir, address=args.address, tracking_uri=args.tracking_uri,
-                           num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                           num_cpus=args.num_cpus, verbose=verbosity(args),
                            out=lambda msg: print(msg, flush=True))
     return exit_code(outcome)

@@ -8,14 +8,19 @@ HELP = "run a sweep file: Ray Tune trials (local or --address cluster), MLflow p
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
-                        help="Ray cluster: auto | host:port | ray://host:10001 (default: start a fresh local "
-                             "Ray; a Ray already running on this machine is never joined silently)")
+                        help="Ray cluster to run on, from its head node: auto | HOST:PORT (the head's GCS "
+                             "port, 6379 by default). Default: start a fresh local Ray; a Ray already running "
+                             "on this machine is never joined silently. Ray Client (ray://) addresses are "
+                             "refused: submit the driver with `ray job submit` instead")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store, e.g. http://host:5000 (default: the sweep's tracking.uri, "
                              "$MLFLOW_TRACKING_URI, else sqlite mlflow.db in the working directory); "
                              "for a multi-node cluster the driver writes it, so sqlite works too")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress table")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress display (start and summary lines only)")
+    out.add_argument("--verbose", "-v", action="store_true",
+                     help="Ray's own output: its status table, its log lines and the workers' output")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,12 +50,17 @@ def exit_code(outcome) -> int:
     return 0
 
 
+def verbosity(args: argparse.Namespace) -> int:
+    """0 --quiet, 1 v1sweep's progress (default), 2 --verbose (Ray's own output)."""
+    return 0 if args.quiet else (2 if args.verbose else 1)
+
+
 def main(args: argparse.Namespace) -> int:
     from v1sweep.sweep import run_sweep
     from v1sweep.sweep_spec import load_sweep
 
     spec = load_sweep(args.sweep, args.overrides, data_path=args.data_path)
     outcome = run_sweep(spec, address=args.address, storage=args.storage, tracking_uri=args.tracking_uri,
-                        dry_run=args.dry_run, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                        dry_run=args.dry_run, num_cpus=args.num_cpus, verbose=verbosity(args),
                         out=lambda msg: print(msg, flush=True))
     return exit_code(outcome)
