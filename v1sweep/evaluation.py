@@ -112,14 +112,36 @@ def evaluate_corruptions(model: nn.Module, source: CorruptionSource, *, batch_si
                          log: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
     """Top-1 accuracy for every (corruption, severity) pair of `source`; one row per pair."""
     rows = []
-    for name, severity in source.pairs():
-        images, labels = source.load(name, severity)
-        out = predict_topk(model, images, labels, batch_size=batch_size, device=device, k=1)
-        rows.append({"corruption": name, "category": CORRUPTIONS.get(name, "other"),
-                     "severity": int(severity), "accuracy": out["top1"], "n": out["n"]})
-        if log is not None:
-            log(f"  {name}/{severity}: {out['top1']:.4f} (n={out['n']})")
+    pairs = list(source.pairs())
+    bar = _progress_bar(len(pairs), "corruptions")
+    try:
+        for name, severity in pairs:
+            images, labels = source.load(name, severity)
+            out = predict_topk(model, images, labels, batch_size=batch_size, device=device, k=1)
+            rows.append({"corruption": name, "category": CORRUPTIONS.get(name, "other"),
+                         "severity": int(severity), "accuracy": out["top1"], "n": out["n"]})
+            if bar is not None:
+                bar.set_postfix_str(f"{name}/{severity} {out['top1']:.3f}", refresh=False)
+                bar.update(1)
+            if log is not None:
+                log(f"  {name}/{severity}: {out['top1']:.4f} (n={out['n']})")
+    finally:
+        if bar is not None:
+            bar.close()
     return rows
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    """A transient tqdm bar on stderr on a terminal (see `training.interactive`), else None."""
+    import sys
+
+    from v1sweep.training import interactive
+
+    if not interactive():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="set", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def _mean(values: Sequence[float]) -> float:

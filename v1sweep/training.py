@@ -181,13 +181,19 @@ def check_checkpoint(path: str | Path, *, fingerprint: str, epochs: int) -> dict
 
 # ----------------------------------------------------------------------------- progress
 class _Progress:
-    """In-epoch updates on stderr (only when it is a terminal): batches done and images/s."""
+    """In-epoch tqdm bar on stderr (batches, loss, images/s, ETA) when stdout and stderr are both a
+    terminal; off a terminal (CI logs, pipes, Ray workers) nothing: `fit` logs one line per epoch."""
 
     def __init__(self, epoch: int, epochs: int, total: int | None, stream: Any = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.epoch, self.epochs, self.total = epoch, epochs, total
+        self.enabled = interactive(self.stream)
         self.start = self.last = time.perf_counter()
+        self.bar: Any = None
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", file=self.stream,
+                            leave=False, dynamic_ncols=True, mininterval=0.5)
 
     def due(self) -> bool:
         """Time for another update (checked without synchronising the device)."""
@@ -198,20 +204,20 @@ class _Progress:
             return
         now = self.last = time.perf_counter()
         rate = images / max(now - self.start, 1e-9)
-        if self.total:
-            width = 24
-            done = int(width * batches / self.total)
-            bar = f"[{'#' * done}{'.' * (width - done)}] {batches}/{self.total}"
-        else:
-            bar = f"{batches} batches"
-        loss_s = f" loss {loss:.3f}" if loss is not None else ""
-        self.stream.write(f"\repoch {self.epoch}/{self.epochs} {bar}{loss_s} {rate:,.0f} img/s ")
-        self.stream.flush()
+        loss_s = f"loss {loss:.3f}, " if loss is not None else ""
+        self.bar.set_postfix_str(f"{loss_s}{rate:,.0f} img/s", refresh=False)
+        self.bar.update(batches - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def interactive(stream: Any = None) -> bool:
+    """Progress bars only when both stdout and `stream` (default stderr) are terminals."""
+    stream = stream if stream is not None else sys.stderr
+    return all(bool(getattr(s, "isatty", lambda: False)()) for s in (sys.stdout, stream))
 
 
 # ----------------------------------------------------------------------------- the loop
