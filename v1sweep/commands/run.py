@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run a sweep file: Ray Tune trials (local or --address cluster), MLflow parent + child runs"
 
@@ -55,11 +56,57 @@ def verbosity(args: argparse.Namespace) -> int:
     return 0 if args.quiet else (2 if args.verbose else 1)
 
 
+PLACEHOLDER_PATH = "<DATA_PATH>"
+
+
+def load_for_dry_run(args: argparse.Namespace) -> tuple[object, list[str]]:
+    """The sweep for ``--dry-run``: expanded even without a dataset path (a placeholder stands in),
+    with warnings for what a real run would trip over (no data path, a missing folder, GPUs
+    requested on a machine without one)."""
+    from v1sweep.errors import ConfigError
+    from v1sweep.sweep_spec import load_sweep
+
+    warnings = []
+    try:
+        spec = load_sweep(args.sweep, args.overrides, data_path=args.data_path)
+    except ConfigError as exc:
+        if args.data_path is not None or not str(exc.key or "").endswith("data.path"):
+            raise
+        spec = load_sweep(args.sweep, args.overrides, data_path=PLACEHOLDER_PATH)
+        warnings.append(f"no dataset path ({exc.key}): a run needs --data-path DIR; the trials below show "
+                        f"{PLACEHOLDER_PATH} in its place")
+    path = spec.trial.data.path
+    if path and PLACEHOLDER_PATH not in path and not Path(path).expanduser().exists():
+        warnings.append(f"data path {path} does not exist on this machine (a run needs it on every node)")
+    if spec.resources.gpu and not args.address and not has_local_gpu():
+        warnings.append(f"resources.gpu: {spec.resources.gpu:g} per trial, but this machine has no GPU: a local "
+                        f"run would wait for one forever; use --set resources.gpu=0 or run on a GPU cluster "
+                        f"(--address)")
+    return spec, warnings
+
+
+def has_local_gpu() -> bool:
+    """A CUDA GPU on this machine, checked without importing torch (the NVIDIA driver's files)."""
+    import os
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
 def main(args: argparse.Namespace) -> int:
+    import sys
+
     from v1sweep.sweep import run_sweep
     from v1sweep.sweep_spec import load_sweep
 
-    spec = load_sweep(args.sweep, args.overrides, data_path=args.data_path)
+    if args.dry_run:
+        spec, warnings = load_for_dry_run(args)
+        for warning in warnings:
+            print(f"v1sweep run: warning: {warning}", file=sys.stderr)
+    else:
+        spec = load_sweep(args.sweep, args.overrides, data_path=args.data_path)
     outcome = run_sweep(spec, address=args.address, storage=args.storage, tracking_uri=args.tracking_uri,
                         dry_run=args.dry_run, num_cpus=args.num_cpus, verbose=verbosity(args),
                         out=lambda msg: print(msg, flush=True))
