@@ -132,6 +132,9 @@ def test_frontend_options_reach_the_block():
     block = model.vone
     assert (block.noise, block.k_exc, block.stride, block.ksize) == ("neuronal", 23.0, 4, 9)
     assert (block.image_size, block.visual_degrees) == (64, 2.0)
+    assert (block.noise_scale, block.noise_level) == (1.0, 1.0)  # the study's code (tinyimagenet2023)
+    old = build_model(cfg.replace(config, **{"rf.preset": "vonenet2020"}), make_rf(4, 4), num_classes=2).vone
+    assert (old.noise_scale, old.noise_level) == (0.35, 0.07)  # the 2020 VOneNet
     assert model.vone(torch.randn(2, 3, 64, 64)).shape == (2, 8, 16, 16)
     _check_trains(model, torch.randn(2, 3, 64, 64), 2)  # trains through the noisy block
 
