@@ -53,6 +53,9 @@ class VOneBlock(nn.Module):
       u' = u + N(0, 1) * sqrt(relu(u) + 1e-4), mapped back r' = (u' - noise_level) / noise_scale
       and rectified: relu(r'). The published code undoes both the offset and the scale.
 
+    The `noise_scale` / `noise_level` defaults are the 2020 VOneNet's (0.35 / 0.07); trial configs
+    pass the `rf.preset`'s values (the 2023 study's code: 1 / 1), see `TrialConfig.noise_params`.
+
     `impl`: ``split`` (one single-channel convolution per colour; fastest on CPU) or ``grouped``
     (one grouped convolution, colour groups zero-padded to equal size). Both give the same output.
     """
