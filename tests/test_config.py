@@ -45,6 +45,30 @@ def test_study_preset_fills_the_recipe_and_explicit_keys_win(tmp_path):
     cfg = config.load(path)
     assert cfg.train.epochs == 3
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.schedule) == (128, 0.1, "plateau")
+    assert (cfg.train.plateau_metric, cfg.train.plateau_threshold) == ("val_loss", 0.01)
+
+
+def test_defaults_are_the_published_ones():
+    """Network, schedule and RF-table defaults reproduce the published work (docs/fidelity.md)."""
+    cfg = config.from_dict({})
+    assert (cfg.model.bottleneck_norm, cfg.model.stem) == ("none", "published")
+    assert (cfg.train.plateau_metric, cfg.train.plateau_threshold) == ("val_loss", 0.01)
+    assert cfg.rf.sf_truncation == "drop" and cfg.rf.sampler_options()["sf_truncation"] == "drop"
+    study = config.from_dict({"train": {"preset": "study"}}).train
+    assert (study.schedule, study.plateau_metric, study.plateau_factor, study.plateau_patience,
+            study.plateau_threshold) == ("plateau", "val_loss", 0.1, 5, 0.01)
+
+
+@pytest.mark.parametrize("preset, want", [("tinyimagenet2023", (1.0, 1.0)), ("vonenet2020", (0.35, 0.07))])
+def test_noise_defaults_follow_the_preset_and_explicit_values_win(preset, want):
+    cfg = config.from_dict({"rf": {"preset": preset}, "frontend": {"noise": "neuronal"}})
+    assert (cfg.frontend.noise_scale, cfg.frontend.noise_level) == (None, None)
+    assert cfg.noise_params == want
+    # a sweep that changes the preset gets that preset's noise, not the base config's
+    other = "vonenet2020" if preset == "tinyimagenet2023" else "tinyimagenet2023"
+    assert config.replace(cfg, **{"rf.preset": other}).noise_params != want
+    explicit = config.replace(cfg, **{"frontend.noise_scale": 0.5})
+    assert explicit.noise_params == (0.5, want[1])
 
 
 def test_replace_validates_the_variant():

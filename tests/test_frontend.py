@@ -12,16 +12,20 @@ from v1sweep.frontend import VOneBlock, gabor_kernels
 from v1sweep.rf.params import RFParams
 
 
-def make_rf(n_simple: int, n_complex: int, seed: int = 0, sf_max: float = 11.0, colors=(0, 1, 2)) -> RFParams:
-    """Random RF parameters drawn directly with numpy (independent of the samplers)."""
+def make_rf(n_simple: int, n_complex: int, seed: int = 0, sf_max: float = 11.0, colors=(0, 1, 2),
+            split_colour: bool = False) -> RFParams:
+    """Random RF parameters drawn directly with numpy (independent of the samplers).
+
+    `split_colour`: the quadrature filters draw their own channel (the 2020 VOneNet code)."""
     rng = np.random.default_rng(seed)
     n = n_simple + n_complex
+    color = rng.choice(np.asarray(colors), n).astype(np.int64)
     return RFParams(
         sf=np.exp(rng.uniform(np.log(0.5), np.log(sf_max), n)),
         theta=rng.uniform(0, 180, n), phase=rng.uniform(0, 360, n),
         nx=10 ** rng.uniform(-1, 0.2, n), ny=10 ** rng.uniform(-1, 0.2, n),
-        color=rng.choice(np.asarray(colors), n).astype(np.int64),
-        complex=np.r_[np.zeros(n_simple, bool), np.ones(n_complex, bool)])
+        color=color, complex=np.r_[np.zeros(n_simple, bool), np.ones(n_complex, bool)],
+        color_quadrature=rng.choice(np.asarray(colors), n).astype(np.int64) if split_colour else None)
 
 
 def scalar_gabor(sf, theta_deg, phase_deg, nx, ny, ppd, ksize) -> np.ndarray:
@@ -42,18 +46,19 @@ def scalar_gabor(sf, theta_deg, phase_deg, nx, ny, ppd, ksize) -> np.ndarray:
 
 
 def naive_vone(x, rf, *, image_size, visual_degrees, ksize, stride, k_exc) -> torch.Tensor:
-    """Per-unit loop: dense 3-channel kernel (zero except on the unit's colour) over the whole input."""
+    """Per-unit loop, as the published VOneNet: two dense 3-channel filter banks (q0 at the unit's
+    phase, q1 at phase + 90), each kernel zero except on the one channel its bank drew for the unit."""
     ppd = image_size / visual_degrees
     outs = []
     for u in range(len(rf)):
-        def response(phase_deg):
+        def response(phase_deg, channel):
             w = torch.zeros(1, 3, ksize, ksize, dtype=x.dtype)
-            w[0, int(rf.color[u])] = torch.as_tensor(
+            w[0, int(channel)] = torch.as_tensor(
                 scalar_gabor(rf.sf[u], rf.theta[u], phase_deg, rf.nx[u], rf.ny[u], ppd, ksize), dtype=x.dtype)
             return F.conv2d(x, w, stride=stride, padding=ksize // 2)
-        q0 = response(rf.phase[u])
+        q0 = response(rf.phase[u], rf.color[u])
         if rf.complex[u]:
-            q1 = response(rf.phase[u] + 90)
+            q1 = response(rf.phase[u] + 90, rf.color_quadrature[u])
             outs.append(k_exc * torch.sqrt(q0 ** 2 + q1 ** 2) / math.sqrt(2))
         else:
             outs.append(k_exc * torch.relu(q0))
@@ -119,6 +124,28 @@ def test_block_equals_naive_dense_formulation(stride, impl, counts, colors):
     expected_hw = math.ceil(24 / stride)
     assert out.shape == (3, sum(counts), expected_hw, expected_hw)
     assert rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("impl", ["split", "grouped"])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])
+@pytest.mark.parametrize("counts", [(5, 7), (0, 6)])
+def test_quadrature_filter_on_another_colour_equals_naive(impl, grad, counts):
+    """vonenet2020: a complex cell's quadrature filter may read another channel than its phase filter."""
+    rf = make_rf(*counts, seed=11, split_colour=True)
+    assert rf.split_colour
+    geom = dict(image_size=24, visual_degrees=1.0, ksize=9, stride=2, k_exc=25.0)
+    x = torch.randn(2, 3, 24, 24).requires_grad_(grad)
+    out = VOneBlock(rf, impl=impl, **geom)(x)
+    ref = naive_vone(x.detach(), rf, **geom)
+    assert rel_err(out.detach(), ref) <= 1e-5
+    one_colour = RFParams(**{f: getattr(rf, f) for f in ("sf", "theta", "phase", "nx", "ny", "color", "complex")})
+    assert rel_err(VOneBlock(one_colour, impl=impl, **geom)(x.detach()), ref) > 1e-2  # the channel matters
+    if grad:
+        w = torch.randn_like(out)
+        (out * w).sum().backward()
+        x2 = x.detach().clone().requires_grad_(True)
+        (naive_vone(x2, rf, **geom) * w).sum().backward()
+        assert rel_err(x.grad, x2.grad) <= 1e-5
 
 
 def test_block_output_size_is_ceil_of_stride():
@@ -312,3 +339,24 @@ def test_block_from_sampled_rf_params_equals_naive():
         out = VOneBlock(rf, **geom)(x)
         assert out.shape == (2, 12, 16, 16)
         assert rel_err(out, naive_vone(x, rf, **geom)) <= 1e-5
+
+
+@pytest.mark.parametrize("preset,split", [("vonenet2020", True), ("tinyimagenet2023", False)])
+def test_preset_colour_per_filter(preset, split):
+    """vonenet2020 draws the quadrature filter's channel again (2/3 of complex units read two
+    channels); tinyimagenet2023 (the 2023 code) uses one channel per unit. The block follows."""
+    from v1sweep.rf import sample
+
+    rf = sample("biological", 300, 300, seed=2, preset=preset, sf_max=8.0)
+    cplx = rf.complex
+    differ = float(np.mean(rf.color[cplx] != rf.color_quadrature[cplx]))
+    np.testing.assert_array_equal(rf.color_quadrature[~cplx], rf.color[~cplx])
+    if split:
+        assert 0.6 < differ < 0.73  # independent uniform draws over 3 channels: 2/3
+        assert sorted(np.unique(rf.color_quadrature[cplx])) == [0, 1, 2]
+    else:
+        assert differ == 0.0
+    small = rf.subset(np.r_[np.arange(4), 300 + np.arange(8)])
+    geom = dict(image_size=32, visual_degrees=1.0, ksize=9, stride=2, k_exc=25.0)
+    x = torch.randn(2, 3, 32, 32)
+    assert rel_err(VOneBlock(small, **geom)(x), naive_vone(x, small, **geom)) <= 1e-5

@@ -1,6 +1,8 @@
 """Backbones: every registered one, with and without the V1 block, gives logits and backprops."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -82,11 +84,13 @@ def test_vone_resnet18_layer_output_shapes():
     assert not any(m._forward_hooks for m in model.modules())  # hooks removed
 
 
-def test_baseline_layer_outputs_and_stem_for_small_images():
+def test_baseline_layer_outputs_and_cifar_stem_option():
     torch.manual_seed(0)
-    model = build_model(small_config("resnet18", 32, enabled=False), None, num_classes=10).eval()
+    model = build_model(small_config("resnet18", 32, enabled=False, **{"model.stem": "cifar"}), None,
+                        num_classes=10).eval()
     outs = layer_outputs(model, torch.randn(2, 3, 32, 32), ["bottleneck", "layer1", "layer4"])
     assert outs["bottleneck"].shape == (2, 64, 32, 32)  # 3x3 stride-1 stem, no max-pool
+    assert model.bottleneck.conv.kernel_size == (3, 3)
     assert outs["layer4"].shape == (2, 512, 4, 4)
     with pytest.raises(ValueError, match="valid: bottleneck, layer1"):
         layer_outputs(model, torch.randn(1, 3, 32, 32), ["vone"])
@@ -128,6 +132,9 @@ def test_frontend_options_reach_the_block():
     block = model.vone
     assert (block.noise, block.k_exc, block.stride, block.ksize) == ("neuronal", 23.0, 4, 9)
     assert (block.image_size, block.visual_degrees) == (64, 2.0)
+    assert (block.noise_scale, block.noise_level) == (1.0, 1.0)  # the study's code (tinyimagenet2023)
+    old = build_model(cfg.replace(config, **{"rf.preset": "vonenet2020"}), make_rf(4, 4), num_classes=2).vone
+    assert (old.noise_scale, old.noise_level) == (0.35, 0.07)  # the 2020 VOneNet
     assert model.vone(torch.randn(2, 3, 64, 64)).shape == (2, 8, 16, 16)
     _check_trains(model, torch.randn(2, 3, 64, 64), 2)  # trains through the noisy block
 
@@ -147,3 +154,121 @@ def test_build_model_bad_input():
                         complex=rf.complex)
     with pytest.raises(ConfigError, match="frontend: .*visual_degrees <= 0.8"):
         build_model(config, too_fine, num_classes=10)
+
+
+# ----------------------------------------------------------------------------- the published networks
+# Written here from torchvision's ResNet18 pieces, not from v1sweep.models: the VOneResNet18 of the
+# study is V1 block -> bare 1x1 conv (512 -> 64, no bias) -> layer1..layer4 -> avgpool -> fc; its
+# plain baseline is torchvision's ResNet18 with the 7x7 stem conv at stride 1 (64 px images).
+def study_config(**flat) -> cfg.TrialConfig:
+    """The study's trial: 64 px over 2 deg, 256 + 256 units, kernel 31, stride 2, ResNet18."""
+    config = cfg.from_dict({"data": {"image_size": 64}, "train": {"preset": "study"}})
+    return cfg.replace(config, **flat) if flat else config
+
+
+def study_rf() -> RFParams:
+    return make_rf(256, 256, seed=4, sf_max=11.2)
+
+
+def trainable(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def published_vone_resnet18(model) -> torch.nn.Module:
+    """torchvision ResNet18 (200 classes) without its stem behind a bare 1x1 conv, sharing `model`'s weights."""
+    import torchvision
+
+    tv = torchvision.models.resnet18(num_classes=200)
+    bottleneck = torch.nn.Conv2d(512, 64, kernel_size=1, stride=1, bias=False)
+    net = torch.nn.Sequential(bottleneck, tv.layer1, tv.layer2, tv.layer3, tv.layer4, tv.avgpool,
+                              torch.nn.Flatten(1), tv.fc)
+    assert trainable(net) == 11_302_344  # the published count
+    bottleneck.weight.data.copy_(model.bottleneck.conv.weight)
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        getattr(tv, name).load_state_dict(getattr(model.body, name).state_dict())
+    tv.fc.load_state_dict(model.head.fc.state_dict())
+    return net
+
+
+def test_study_vone_resnet18_is_the_published_network():
+    torch.manual_seed(0)
+    model = build_model(study_config(), study_rf(), num_classes=200)
+    assert trainable(model) == 11_302_344
+    assert [type(m) for m in model.bottleneck] == [torch.nn.Conv2d]  # bare conv: no BN, no ReLU
+    assert model.bottleneck.conv.bias is None and model.bottleneck.conv.kernel_size == (1, 1)
+    reference = published_vone_resnet18(model)
+    x = torch.randn(4, 3, 64, 64)
+    for mode in (True, False):  # train mode (batch statistics) and eval mode
+        model.train(mode), reference.train(mode)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(model.vone(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_bottleneck_init_is_kaiming_normal_fan_out():
+    torch.manual_seed(0)
+    w = build_model(study_config(), study_rf(), num_classes=200).bottleneck.conv.weight.detach()
+    # kaiming_normal_(fan_out, relu): std = sqrt(2 / (64 * 1 * 1)) = 0.177, mean 0
+    assert float(w.std()) == pytest.approx(math.sqrt(2 / 64), rel=0.05)
+    assert abs(float(w.mean())) < 0.01
+
+
+def relative_logit_change_when_doubling_k_exc(norm: str) -> float:
+    torch.manual_seed(0)
+    rf = study_rf()
+    a = build_model(study_config(**{"model.bottleneck_norm": norm}), rf, num_classes=200).train()
+    b = build_model(study_config(**{"model.bottleneck_norm": norm, "frontend.k_exc": 50.0}), rf,
+                    num_classes=200).train()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        la, lb = a(x), b(x)
+    return float((lb - la).norm() / la.norm())
+
+
+def test_k_exc_changes_the_logits_of_the_published_network():
+    """The gain of the V1 block reaches the body through the bare conv (and layer1's shortcut);
+    the bn_relu option normalises it away in training mode."""
+    assert relative_logit_change_when_doubling_k_exc("none") > 0.05
+    assert relative_logit_change_when_doubling_k_exc("bn_relu") < 1e-4
+
+
+def test_bn_relu_bottleneck_option():
+    torch.manual_seed(0)
+    model = build_model(small_config("resnet18", 32, **{"model.bottleneck_norm": "bn_relu"}), make_rf(4, 4),
+                        num_classes=5)
+    assert list(dict(model.bottleneck.named_children())) == ["conv", "bn", "relu"]
+    _check_trains(model, torch.randn(2, 3, 32, 32), 5)
+
+
+def published_plain_resnet18(model) -> torch.nn.Module:
+    """torchvision ResNet18 (200 classes), 7x7 stem conv at stride 1, sharing `model`'s weights."""
+    import torchvision
+
+    tv = torchvision.models.resnet18(num_classes=200)
+    tv.conv1 = torch.nn.Conv2d(3, 64, kernel_size=7, stride=1, padding=3, bias=False)
+    assert trainable(tv) == 11_279_112  # the published count
+    tv.conv1.weight.data.copy_(model.bottleneck.conv.weight)
+    tv.bn1.load_state_dict(model.bottleneck.bn.state_dict())
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        getattr(tv, name).load_state_dict(getattr(model.body, name).state_dict())
+    tv.fc.load_state_dict(model.head.fc.state_dict())
+    return tv
+
+
+def test_study_plain_resnet18_is_the_published_baseline():
+    torch.manual_seed(0)
+    model = build_model(study_config(**{"frontend.enabled": False}), None, num_classes=200)
+    assert trainable(model) == 11_279_112
+    reference = published_plain_resnet18(model)
+    x = torch.randn(2, 3, 64, 64)
+    assert layer_outputs(model.eval(), x, ["layer1"])["layer1"].shape == (2, 64, 32, 32)
+    for mode in (True, False):
+        model.train(mode), reference.train(mode)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_published_stem_above_64_px_is_torchvision_stride_2():
+    torch.manual_seed(0)
+    model = build_model(small_config("tiny", 96, enabled=False), None, num_classes=3).eval()
+    assert layer_outputs(model, torch.randn(1, 3, 96, 96), ["bottleneck"])["bottleneck"].shape == (1, 64, 24, 24)

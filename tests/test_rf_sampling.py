@@ -5,6 +5,7 @@ test) wherever the test is about the numbers themselves.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from scipy import stats
 
 from v1sweep.rf import RFParams, list_strategies, sample
 from v1sweep.rf.custom import load_custom
+from v1sweep.rf.sampling import draw, recipe_for
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "custom_rf.yaml"
@@ -244,13 +246,61 @@ def test_alpha_coupling_interpolates_the_copula(mode, expected):
 def test_sf_max_truncates_the_distribution():
     rf = sample("biological", N, 0, seed=3, sf_max=4.0)  # 4.0 is a bin edge: bins above are dropped
     assert _chi2_p(rf.sf, TINY_SF_EDGES[:7], TINY_SF_SIMPLE[:6]) > P_MIN
-    rf = sample("biological", N, 0, seed=3, sf_max=3.0)  # cuts the 2.8-4.0 bin: conditional on sf <= 3
+    rf = sample("biological", N, 0, seed=3, sf_max=3.0, sf_truncation="cut")  # conditional on sf <= 3
     full = _piecewise_cdf(TINY_SF_EDGES, TINY_SF_SIMPLE, log=True)
     assert rf.sf.max() <= 3.0
     assert stats.kstest(rf.sf, lambda x: np.minimum(full(x) / full(3.0), 1.0)).pvalue > P_MIN
     u = sample("unif1", N, 0, seed=3, sf_max=4.0)
     assert stats.kstest(np.log2(u.sf), stats.uniform(-1, 3).cdf).pvalue > P_MIN
     assert sample("biological", 50, 50, seed=1, sf_max=11.5) == sample("biological", 50, 50, seed=1)
+
+
+@pytest.mark.parametrize("cell", ["simple", "complex"])
+def test_sf_max_below_the_top_edge_drops_bins_as_published(cell):
+    """The published VOneNet keeps the SF bin edges <= sf_max: at sf_max 10 cpd the 8-11.2 bin is
+    dropped and the support ends at 8 cpd, for the biological and the uniform draws alike."""
+    n_s, n_c = (N, 0) if cell == "simple" else (0, N)
+    counts = TINY_SF_SIMPLE if cell == "simple" else TINY_SF_COMPLEX
+    rf = sample("biological", n_s, n_c, seed=5, sf_max=10.0)
+    assert rf.sf.max() <= 8.0
+    assert _chi2_p(rf.sf, TINY_SF_EDGES[:9], counts[:8]) > P_MIN
+    assert sample("biological", n_s, n_c, seed=5, sf_max=10.0, sf_truncation="drop") == rf
+    u = sample("unif1", n_s, n_c, seed=5, sf_max=10.0)
+    assert stats.kstest(np.log2(u.sf), stats.uniform(-1, 4).cdf).pvalue > P_MIN  # log2 U(0.5, 8)
+
+
+@pytest.mark.parametrize("cell", ["simple", "complex"])
+def test_sf_max_cut_option_keeps_the_straddling_bin_below_sf_max(cell):
+    n_s, n_c = (N, 0) if cell == "simple" else (0, N)
+    counts = TINY_SF_SIMPLE if cell == "simple" else TINY_SF_COMPLEX
+    rf = sample("biological", n_s, n_c, seed=5, sf_max=10.0, sf_truncation="cut")
+    assert 8.0 < rf.sf.max() <= 10.0
+    full = _piecewise_cdf(TINY_SF_EDGES, counts, log=True)
+    assert stats.kstest(rf.sf, lambda x: np.minimum(full(x) / full(10.0), 1.0)).pvalue > P_MIN
+    u = sample("unif1", n_s, n_c, seed=5, sf_max=10.0, sf_truncation="cut")
+    assert stats.kstest(np.log2(u.sf), stats.uniform(-1, np.log2(10.0) + 1).cdf).pvalue > P_MIN
+
+
+def test_quadrature_colour_per_preset_and_csv_round_trip(tmp_path):
+    """vonenet2020 (2020 code) draws the quadrature filter's channel again; tinyimagenet2023 does not.
+    The extra draw comes last, so every other property is the one the 2020 draw gives without it."""
+    old = sample("biological", 500, 500, seed=9, preset="vonenet2020")
+    cx = old.complex
+    assert old.split_colour and 0.6 < np.mean(old.color[cx] != old.color_quadrature[cx]) < 0.73
+    recipe = recipe_for("biological", preset="vonenet2020")
+    one_colour = draw(dataclasses.replace(recipe, tables=dataclasses.replace(recipe.tables, quadrature_color="same")),
+                      500, 500, 9)
+    for f in ("sf", "theta", "phase", "nx", "ny", "color", "complex"):
+        np.testing.assert_array_equal(getattr(one_colour, f), getattr(old, f))
+    new = sample("biological", 500, 500, seed=9)
+    assert not new.split_colour and np.array_equal(new.color_quadrature, new.color)
+    old.to_csv(tmp_path / "old.csv")
+    assert (tmp_path / "old.csv").read_text().splitlines()[0].endswith(",color_quadrature")
+    assert RFParams.from_csv(tmp_path / "old.csv") == old
+    new.to_csv(tmp_path / "new.csv")
+    assert (tmp_path / "new.csv").read_text().splitlines()[0] == "sf,theta,phase,nx,ny,color,complex"
+    assert RFParams.from_csv(tmp_path / "new.csv") == new
+    assert old.subset(np.arange(600, 700)).split_colour
 
 
 def test_custom_yaml_tables_are_sampled_and_missing_sections_come_from_preset(tmp_path):
@@ -373,6 +423,9 @@ BAD_CALLS = [
     (("biological", 4, 4, 0), {"sf_max": 0.4}, "sf_max"),
     (("biological", 4, 4, 0), {"sf_max": -1.0}, "sf_max"),
     (("biological", 4, 4, 0), {"sf_max": 0.9}, "complex"),  # no complex counts below 1 cpd
+    (("biological", 4, 4, 0), {"sf_max": 0.6}, "keeps no bin"),  # below the first bin's upper edge
+    (("biological", 4, 4, 0), {"sf_max": 0.6, "sf_truncation": "cut"}, "complex"),
+    (("biological", 4, 4, 0), {"sf_truncation": "clip"}, "sf_truncation"),
     (("custom", 4, 4, 0), {}, "path"),
     (("custom", 4, 4, 0), {"path": "does/not/exist.yaml"}, "not found"),
 ]

@@ -126,20 +126,24 @@ def test_max_batches_caps_each_epoch():
 
 
 # ----------------------------------------------------------------------------- schedules
-def lrs_of(config: TrainConfig, val_accs=None) -> list[float]:
+def lrs_of(config: TrainConfig, vals=None, key: str = "val_acc") -> list[float]:
+    """LR per epoch of `fit` when the validation returns `vals` (one per epoch) under `key`."""
     x, y = blobs(n=64)
-    val_iter = iter(val_accs) if val_accs is not None else None
+    val_iter = iter(vals) if vals is not None else None
     history = fit(toy_model(), EpochLoader(x, y), config=config,
-                  val_fn=(lambda m: next(val_iter)) if val_iter else None, log=None)
+                  val_fn=(lambda m: {key: next(val_iter)}) if val_iter else None, log=None)
     return [h["lr"] for h in history]
 
 
-def plateau_reference(vals, lr, factor, patience):
-    """ReduceLROnPlateau (mode max) written out: reduce once more than `patience` epochs fail to improve."""
-    best, bad, out = -math.inf, 0, []
+def plateau_reference(vals, lr, factor, patience, threshold, mode):
+    """The plateau schedule written out (relative threshold): an epoch improves when it beats the
+    best so far by more than `threshold` of it; once more than `patience` epochs in a row fail to
+    improve, the LR is multiplied by `factor` and the count restarts."""
+    best, bad, out = (math.inf if mode == "min" else -math.inf), 0, []
     for v in vals:
         out.append(lr)
-        if v > best * (1 + 1e-4):  # threshold_mode rel, threshold 1e-4
+        better = v < best * (1 - threshold) if mode == "min" else v > best * (1 + threshold)
+        if better:
             best, bad = v, 0
         else:
             bad += 1
@@ -148,17 +152,60 @@ def plateau_reference(vals, lr, factor, patience):
     return out
 
 
-def test_plateau_reduces_after_patience():
-    vals = [0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
-    got = lrs_of(cfg(epochs=10, lr=0.1, schedule="plateau", plateau_factor=0.1, plateau_patience=2), vals)
-    want = plateau_reference(vals, 0.1, 0.1, 2)
+def torch_plateau_trace(vals, lr, **kw):
+    """torch's ReduceLROnPlateau configured here, stepped once per epoch: the LR used in each epoch."""
+    opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kw)
+    out = []
+    for v in vals:
+        out.append(opt.param_groups[0]["lr"])
+        sched.step(v)
+    return out
+
+
+# Validation losses that keep creeping down by < 1 % an epoch: under the study's 1 % relative
+# threshold these are plateau epochs; torch's default threshold (1e-4) would count them as progress.
+CREEPING_LOSSES = [2.0, 1.5, 1.499, 1.495, 1.49, 1.488, 1.487, 1.486,
+                   1.2, 1.199, 1.198, 1.197, 1.196, 1.195, 1.194, 1.193]
+
+
+def test_study_plateau_steps_on_validation_loss_with_one_percent_threshold():
+    config = from_dict({"train": {"preset": "study", "epochs": len(CREEPING_LOSSES), "batch_size": 32,
+                                  "device": "cpu"}}).train
+    got = lrs_of(config, CREEPING_LOSSES, key="val_loss")
+    want = plateau_reference(CREEPING_LOSSES, 0.1, 0.1, 5, 0.01, "min")
     assert got == pytest.approx(want)
+    assert got == pytest.approx(torch_plateau_trace(CREEPING_LOSSES, 0.1, mode="min", factor=0.1, patience=5,
+                                                    threshold=0.01, threshold_mode="rel"))
+    # 1.499 .. 1.486 are within 1 % of the best (1.5): epoch 8 is the 6th in a row without progress.
+    assert got[:8] == pytest.approx([0.1] * 8) and got[8:15] == pytest.approx([0.01] * 7)
+    assert got[15] == pytest.approx(0.001)
+    # torch's default threshold would not have reduced the LR at all on this trace.
+    assert torch_plateau_trace(CREEPING_LOSSES, 0.1, mode="min", factor=0.1, patience=5) == pytest.approx(
+        [0.1] * len(CREEPING_LOSSES))
+
+
+def test_plateau_on_validation_accuracy_is_an_option():
+    vals = [0.5, 0.5, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
+    config = cfg(epochs=10, lr=0.1, schedule="plateau", plateau_metric="val_acc", plateau_factor=0.1,
+                 plateau_patience=2, plateau_threshold=1e-4)
+    got = lrs_of(config, vals)
+    assert got == pytest.approx(plateau_reference(vals, 0.1, 0.1, 2, 1e-4, "max"))
     assert got[:4] == pytest.approx([0.1] * 4) and got[4] == pytest.approx(0.01)  # 3 flat epochs > patience 2
+    improving = [0.1 * i for i in range(1, 8)]
+    assert lrs_of(cfg(epochs=7, lr=0.1, schedule="plateau", plateau_metric="val_acc", plateau_patience=1),
+                  improving) == pytest.approx([0.1] * 7)
 
 
-def test_plateau_keeps_lr_while_improving():
-    vals = [0.1 * i for i in range(1, 8)]
-    assert lrs_of(cfg(epochs=7, lr=0.1, schedule="plateau", plateau_patience=1), vals) == pytest.approx([0.1] * 7)
+def test_plateau_on_loss_refuses_a_validation_without_loss():
+    with pytest.raises(ConfigError, match="plateau_metric"):
+        lrs_of(cfg(epochs=2, schedule="plateau"), [0.5, 0.5], key="val_acc")
+
+
+def test_plateau_without_validation_watches_the_training_loss():
+    x, y = blobs(n=64)
+    history = fit(toy_model(), EpochLoader(x, y), config=cfg(epochs=3, schedule="plateau"), log=None)
+    assert len(history) == 3  # train_loss stands in for val_loss
 
 
 def test_cosine_and_step_follow_their_formulas():
@@ -177,7 +224,9 @@ def test_study_preset_is_the_published_recipe():
     opt = make_optimizer(nn.Linear(2, 2), train)
     sched = make_scheduler(opt, train)
     assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    assert (sched.factor, sched.patience, sched.mode) == (0.1, 5, "max")
+    assert (sched.factor, sched.patience, sched.mode, sched.threshold, sched.threshold_mode) == (
+        0.1, 5, "min", 0.01, "rel")
+    assert train.plateau_metric == "val_loss"
 
 
 # ----------------------------------------------------------------------------- checkpoint / resume
@@ -200,7 +249,10 @@ def test_resume_after_interruption_follows_the_same_curve(tmp_path, loader_cls, 
     config = cfg(epochs=4, schedule=schedule, plateau_patience=0, lr=0.1)
 
     def val(m):
-        return accuracy(m, xt[:60], yt[:60])
+        m.eval()
+        with torch.no_grad():
+            loss = nn.functional.cross_entropy(m(xt[:60]), yt[:60]).item()
+        return {"val_acc": accuracy(m, xt[:60], yt[:60]), "val_loss": loss}
 
     straight_model = toy_model()
     straight = fit(straight_model, loader_cls(x, y), config=config, val_fn=val, log=None)

@@ -58,6 +58,9 @@ class RFConfig:
     alpha_coupling: float | None = spec(None, range=(0, 1))
     mode: str = spec("mixture", choices=("mixture", "quantile"))
     custom_path: str | None = spec(None, doc="custom: histogram file (YAML or CSV)")
+    sf_truncation: str = spec("drop", choices=("drop", "cut"),
+                              doc="frontend.sf_max below the top SF bin edge: drop every bin above it "
+                                  "(published) | cut the straddling bin at sf_max")
 
     def validate(self) -> None:
         if self.strategy == "custom" and not self.custom_path:
@@ -65,7 +68,7 @@ class RFConfig:
 
     def sampler_options(self) -> dict[str, Any]:
         """Keyword options for `v1sweep.rf.sample` (only those that apply to the strategy)."""
-        opts: dict[str, Any] = {"preset": self.preset}
+        opts: dict[str, Any] = {"preset": self.preset, "sf_truncation": self.sf_truncation}
         if self.strategy == "interpolated":
             opts["mode"] = self.mode
             for name in ("alpha", "alpha_sf", "alpha_ori", "alpha_nxny", "alpha_coupling"):
@@ -87,8 +90,10 @@ class FrontendConfig:
     k_exc: float = spec(25.0, range=(0, None))
     sf_max: float = spec(11.5, range=(0.1, None), doc="upper SF support for sampling, cpd")
     noise: str = spec("none", choices=("none", "gaussian", "neuronal"))
-    noise_scale: float = spec(0.35, range=(0, None))
-    noise_level: float = spec(0.07, range=(0, None))
+    noise_scale: float | None = spec(None, range=(0, None),
+                                     doc="null = the rf.preset's value (tinyimagenet2023: 1, vonenet2020: 0.35)")
+    noise_level: float | None = spec(None, range=(0, None),
+                                     doc="null = the rf.preset's value (tinyimagenet2023: 1, vonenet2020: 0.07)")
 
     def validate(self) -> None:
         if self.enabled and self.n_simple + self.n_complex == 0:
@@ -100,6 +105,10 @@ class FrontendConfig:
 class ModelConfig:
     backbone: str = spec("resnet18", choices=BACKBONES)
     bottleneck: int = spec(64, range=(1, 4096), doc="channels of the 1x1 conv after the V1 block")
+    bottleneck_norm: str = spec("none", choices=("none", "bn_relu"),
+                                doc="none: bare 1x1 conv (published VOneResNet); bn_relu: + BatchNorm + ReLU")
+    stem: str = spec("published", choices=("published", "cifar"),
+                     doc="plain baseline stem: published (7x7 conv + BN + ReLU + max-pool) | cifar (3x3, no pool)")
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,11 @@ class TrainConfig:
     momentum: float = spec(0.9, range=(0, 1))
     weight_decay: float = spec(5e-4, range=(0, 1))
     schedule: str = spec("plateau", choices=("plateau", "step", "cosine", "constant"))
+    plateau_metric: str = spec("val_loss", choices=("val_loss", "val_acc"),
+                               doc="plateau: watched metric, val_loss (mode min, the study) | val_acc (mode max)")
     plateau_factor: float = spec(0.1, range=(0, 1))
     plateau_patience: int = spec(5, range=(0, None))
+    plateau_threshold: float = spec(0.01, range=(0, 1), doc="plateau: relative improvement that counts")
     step_size: int = spec(20, range=(1, None))
     step_gamma: float = spec(0.1, range=(0, 1))
     seed: int = spec(0, range=(0, None), doc="weights and data order (separate from rf.seed)")
@@ -166,6 +178,14 @@ class TrialConfig:
                     key="frontend.sf_max")
 
     @property
+    def noise_params(self) -> tuple[float, float]:
+        """(noise_scale, noise_level) of the V1 block: the explicit values, else `NOISE_PRESETS` of rf.preset."""
+        scale, level = NOISE_PRESETS[self.rf.preset]
+        fe = self.frontend
+        return (scale if fe.noise_scale is None else fe.noise_scale,
+                level if fe.noise_level is None else fe.noise_level)
+
+    @property
     def num_classes(self) -> int | None:
         """Known for synthetic (10) and CIFAR-10; other datasets tell once loaded."""
         return {"synthetic": 10, "cifar10": 10, "tinyimagenet": 200}.get(self.data.dataset)
@@ -173,10 +193,16 @@ class TrialConfig:
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Barbulescu, Marques & Oliveira 2023: 60 epochs, batch 128, SGD lr 0.1, momentum 0.9,
-    # weight decay 5e-4, plateau schedule (factor 0.1, patience 5).
+    # weight decay 5e-4, ReduceLROnPlateau stepped once per epoch on the validation loss
+    # (mode min, factor 0.1, patience 5, threshold 0.01 relative).
     "study": {"epochs": 60, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-              "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 5},
+              "schedule": "plateau", "plateau_metric": "val_loss", "plateau_factor": 0.1,
+              "plateau_patience": 5, "plateau_threshold": 0.01},
 }
+
+# V1-block noise (scale, level) when frontend.noise_scale / noise_level are null, per rf.preset:
+# the 2023 study's code runs its noise at scale 1, level 1; the 2020 VOneNet at 0.35, 0.07.
+NOISE_PRESETS: dict[str, tuple[float, float]] = {"tinyimagenet2023": (1.0, 1.0), "vonenet2020": (0.35, 0.07)}
 
 
 def _apply_presets(tree: Mapping[str, Any]) -> Any:

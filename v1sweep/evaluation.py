@@ -73,7 +73,8 @@ def eval_mode(model: nn.Module, noise_seed: int = NOISE_SEED) -> Iterator[nn.Mod
 def predict_topk(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
                  device: str | torch.device | None = None, k: int = 5,
                  noise_seed: int = NOISE_SEED) -> dict[str, Any]:
-    """Top-1 and top-k correct counts of `model` on uint8 `images`; the model must be on `device`."""
+    """Top-1 and top-k accuracy and the mean cross-entropy ``loss`` of `model` on uint8 `images`;
+    the model must be on `device`."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     device = torch.device(device) if device is not None else _model_device(model)
@@ -81,6 +82,7 @@ def predict_topk(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
     use_amp = device.type == "cuda"
     top1 = torch.zeros((), dtype=torch.int64, device=device)
     topk = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     with eval_mode(model, noise_seed), torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
@@ -90,6 +92,7 @@ def predict_topk(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
             logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
             kk = min(k, logits.shape[1])
             pred = logits.topk(kk, dim=1).indices
             hit = pred == y[:, None]
@@ -97,7 +100,8 @@ def predict_topk(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
             topk += hit.any(dim=1).sum()
     n = len(labels)
     return {"top1": top1.item() / n if n else float("nan"),
-            f"top{k}": topk.item() / n if n else float("nan"), "n": n}
+            f"top{k}": topk.item() / n if n else float("nan"), "n": n,
+            "loss": loss_sum.item() / n if n else float("nan")}
 
 
 def evaluate_clean(model: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,

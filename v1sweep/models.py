@@ -2,13 +2,27 @@
 
 A model is ``vone -> bottleneck -> body -> head``:
 - ``vone``: the fixed `VOneBlock` (None for plain baselines);
-- ``bottleneck``: with the V1 block, a 1x1 conv from its n_simple + n_complex channels to
-  ``config.model.bottleneck`` channels + BatchNorm + ReLU (VOneResNet: the 1x1 conv replaces the
-  ResNet stem and feeds layer1); without it, the plain baseline's stem adapted to small images
-  (3x3 conv, stride 1, no max-pool for images up to 64 px; the usual 7x7/2 conv + max-pool above);
+- ``bottleneck``: with the V1 block, a 1x1 conv (no bias, Kaiming-normal fan-out init) from its
+  n_simple + n_complex channels to ``config.model.bottleneck`` channels that replaces the ResNet stem
+  and feeds layer1. ``model.bottleneck_norm: none`` (default) leaves it bare, as the published
+  VOneResNet (Dapello et al. 2020; Barbulescu et al. 2023): the V1 block's gain (``k_exc``) and the
+  gain differences between RF strategies reach the body, and layer1's identity shortcut sees the
+  signed conv output. ``bn_relu`` adds BatchNorm + ReLU (v1sweep's earlier variant; it normalises
+  both away, so ``k_exc`` has almost no effect in training mode).
+  Without the V1 block it is the plain baseline's stem, ``config.model.stem``: ``published``
+  (default) = 7x7 conv + BN + ReLU + 3x3/2 max-pool, the conv at stride 1 for images up to 64 px
+  (the study's plain ResNet18 on Tiny ImageNet: layer1 at 32x32 for 64 px) and stride 2 above
+  (torchvision's ImageNet ResNet); ``cifar`` = 3x3 conv, stride 1, + BN + ReLU, no max-pool
+  (layer1 at full resolution, 4x the positions at 64 px);
 - ``body``: the registered backbone's stages ``layer1`` .. ``layer4`` (torchvision ResNets without
   their stem, or the small `tiny` CNN), taking ``config.model.bottleneck`` channels;
 - ``head``: global average pool -> flatten -> linear classifier.
+
+Which published network each backbone reproduces (defaults): ``resnet18`` with the V1 block = the
+VOneResNet18 of Barbulescu, Marques & Oliveira 2023 (Tiny ImageNet, 64 px, 256 + 256 units:
+11,302,344 trainable parameters at 200 classes), without it = their plain ResNet18 baseline
+(11,279,112); ``resnet50`` with the V1 block = VOneResNet50 of Dapello et al. 2020 (ImageNet,
+224 px), without it = torchvision's ResNet50; ``tiny`` reproduces nothing (CPU smoke runs).
 
 Backbones are registered in `BACKBONES` (builder(in_channels) -> (stages, out_features)); tests loop
 over `list_backbones()`, so a new entry is tested with and without the V1 block for free.
@@ -31,8 +45,10 @@ if TYPE_CHECKING:
 
 BodyBuilder = Callable[[int], "tuple[nn.Sequential, int]"]
 BACKBONES: Registry[BodyBuilder] = Registry("backbone")
-# Largest image that gets the small-image stem (3x3 conv, stride 1, no max-pool) in plain baselines.
+# Largest image whose `published` stem conv runs at stride 1 (the study's 64-px plain ResNet18).
 SMALL_IMAGE_MAX = 64
+BOTTLENECK_NORMS = ("none", "bn_relu")
+STEMS = ("published", "cifar")
 
 
 def _resnet_stages(arch: str, in_channels: int) -> tuple[nn.Sequential, int]:
@@ -107,16 +123,26 @@ class V1Net(nn.Module):
         return f"backbone={self.backbone!r}, v1={'yes' if self.vone is not None else 'no'}"
 
 
-def _bottleneck(in_channels: int, width: int) -> nn.Sequential:
+def _bottleneck(in_channels: int, width: int, norm: str = "none") -> nn.Sequential:
+    """The 1x1 conv after the V1 block: bare (published) or followed by BN + ReLU (`bn_relu`)."""
+    if norm not in BOTTLENECK_NORMS:
+        raise ConfigError(f"unknown bottleneck_norm {norm!r}; allowed: {', '.join(BOTTLENECK_NORMS)}",
+                          key="model.bottleneck_norm")
     conv = nn.Conv2d(in_channels, width, 1, 1, 0, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if norm == "none":
+        return nn.Sequential(OrderedDict(conv=conv))
     return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(width), relu=nn.ReLU(inplace=True)))
 
 
-def _stem(width: int, image_size: int) -> nn.Sequential:
-    if image_size <= SMALL_IMAGE_MAX:
+def _stem(width: int, image_size: int, kind: str = "published") -> nn.Sequential:
+    """The plain baseline's stem (see the module docstring)."""
+    if kind not in STEMS:
+        raise ConfigError(f"unknown stem {kind!r}; allowed: {', '.join(STEMS)}", key="model.stem")
+    if kind == "cifar":
         return _conv_bn_relu(3, width, 1)
-    conv = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+    stride = 1 if image_size <= SMALL_IMAGE_MAX else 2
+    conv = nn.Conv2d(3, width, 7, stride, 3, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(width), relu=nn.ReLU(inplace=True),
                                      maxpool=nn.MaxPool2d(3, 2, 1)))
@@ -133,6 +159,7 @@ def build_model(config: "TrialConfig", rf: RFParams | None, num_classes: int) ->
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(list_backbones())}", key="model.backbone")
     fe, width, size = config.frontend, config.model.bottleneck, config.data.image_size
+    noise_scale, noise_level = config.noise_params
     vone = None
     if fe.enabled:
         if rf is None:
@@ -142,13 +169,13 @@ def build_model(config: "TrialConfig", rf: RFParams | None, num_classes: int) ->
                              f"frontend.n_simple={fe.n_simple}, frontend.n_complex={fe.n_complex}")
         try:
             vone = VOneBlock(rf, image_size=size, visual_degrees=fe.visual_degrees, ksize=fe.ksize,
-                             stride=fe.stride, k_exc=fe.k_exc, noise=fe.noise, noise_scale=fe.noise_scale,
-                             noise_level=fe.noise_level)
+                             stride=fe.stride, k_exc=fe.k_exc, noise=fe.noise, noise_scale=noise_scale,
+                             noise_level=noise_level)
         except ValueError as exc:
             raise ConfigError(str(exc), key="frontend") from None
-        bottleneck = _bottleneck(vone.out_channels, width)
+        bottleneck = _bottleneck(vone.out_channels, width, config.model.bottleneck_norm)
     else:
-        bottleneck = _stem(width, size)
+        bottleneck = _stem(width, size, config.model.stem)
     body, features = BACKBONES.get(name)(width)
     head = nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1),
                                      fc=nn.Linear(features, num_classes)))

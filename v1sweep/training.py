@@ -95,14 +95,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
     """The per-epoch LR schedule; `None` for `constant`.
 
-    plateau: ReduceLROnPlateau on validation accuracy (mode max; train accuracy when there is no
-    validation), `plateau_factor` / `plateau_patience` (the study's recipe: 0.1 / 5).
+    plateau: ReduceLROnPlateau stepped once per epoch on `plateau_metric` — validation loss (mode
+    min, the study's recipe) or validation accuracy (mode max); see `plateau_target` — with
+    `plateau_factor`, `plateau_patience` and a relative `plateau_threshold` (study: 0.1, 5, 0.01).
     step: lr * step_gamma ** (epoch // step_size). cosine: lr * (1 + cos(pi * epoch / epochs)) / 2.
     """
     sched = torch.optim.lr_scheduler
     if config.schedule == "plateau":
-        return sched.ReduceLROnPlateau(optimizer, mode="max", factor=config.plateau_factor,
-                                       patience=config.plateau_patience)
+        mode = "min" if config.plateau_metric.endswith("loss") else "max"
+        return sched.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
+                                       patience=config.plateau_patience, threshold=config.plateau_threshold,
+                                       threshold_mode="rel")
     if config.schedule == "step":
         return sched.StepLR(optimizer, step_size=config.step_size, gamma=config.step_gamma)
     if config.schedule == "cosine":
@@ -111,6 +114,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
         return None
     raise ConfigError(f"unknown schedule {config.schedule!r}; allowed: plateau, step, cosine, constant",
                       key="train.schedule")
+
+
+def plateau_target(config: TrainConfig, metrics: Mapping[str, float], has_val: bool) -> float:
+    """The value the plateau schedule watches this epoch: `plateau_metric` from validation, or its
+    training counterpart (train_loss / train_acc) when `fit` has no `val_fn`."""
+    name = config.plateau_metric if has_val else config.plateau_metric.replace("val_", "train_")
+    if name not in metrics or not math.isfinite(metrics[name]):
+        raise ConfigError(f"train.plateau_metric is {config.plateau_metric!r} but the validation gave no "
+                          f"{name!r}; return it from val_fn (a dict) or set train.plateau_metric",
+                          key="train.plateau_metric")
+    return float(metrics[name])
 
 
 # ----------------------------------------------------------------------------- RNG state <-> plain data
@@ -307,8 +321,9 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
         device: str | torch.device | None = None, fingerprint: str | None = None) -> list[dict]:
     """Train `model` for `config.epochs` epochs; returns one metrics dict per epoch (from 1).
 
-    `val_fn(model)` returns the validation accuracy (or a dict with ``val_acc``); it drives the
-    plateau schedule. `on_epoch(epoch, metrics)` gets ``train_loss``, ``train_acc``, ``val_acc``,
+    `val_fn(model)` returns the validation accuracy or a dict with ``val_acc`` and ``val_loss``;
+    ``train.plateau_metric`` of it drives the plateau schedule (without `val_fn`, its training
+    counterpart). `on_epoch(epoch, metrics)` gets ``train_loss``, ``train_acc``, ``val_acc``,
     ``lr`` (the rate used in that epoch) and ``images_per_s``. With `checkpoint_path`, a checkpoint
     is written after each epoch and, when the file exists, training resumes from it. `fingerprint`
     identifies the config (default: `config_fingerprint(config)`); a checkpoint with another is refused.
@@ -364,8 +379,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
         metrics.update({k: v for k, v in val.items() if k not in metrics})
         if scheduler is not None:
             if config.schedule == "plateau":
-                target = metrics["val_acc"] if val_fn is not None else metrics["train_acc"]
-                scheduler.step(target)
+                scheduler.step(plateau_target(config, metrics, val_fn is not None))
             else:
                 scheduler.step()
         metrics["epoch_wall_s"] = time.perf_counter() - epoch_start

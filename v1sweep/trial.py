@@ -239,8 +239,9 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
     loader = _make_loader(config, data.train_images, data.train_labels, device)
     batch = config.eval.batch_size
 
-    def val_fn(m: torch.nn.Module) -> float:
-        return predict_topk(m, test_images, test_labels, batch_size=batch, device=device, k=1)["top1"]
+    def val_fn(m: torch.nn.Module) -> dict[str, float]:  # val_loss drives the study's plateau schedule
+        out = predict_topk(m, test_images, test_labels, batch_size=batch, device=device, k=1)
+        return {"val_acc": out["top1"], "val_loss": out["loss"]}
 
     ran: list[int] = []
 

@@ -68,6 +68,8 @@ def _vone_at(block: nn.Module, position: tuple[int, int] | None) -> Callable[[to
     padding) and its `kernels` / `kernels_quadrature` buffers; tests check it against `forward`."""
     k, stride, pad = block.ksize, block.stride, block.ksize // 2
     color = np.asarray(block.rf.color, dtype=np.int64)
+    # the quadrature filter's channel (differs from `color` for some complex units under vonenet2020)
+    color_q = np.asarray(getattr(block.rf, "color_quadrature", color), dtype=np.int64)
     cplx = np.asarray(block.rf.complex, dtype=bool)
     size = block.image_size
     h_out = -(-size // stride)
@@ -80,7 +82,7 @@ def _vone_at(block: nn.Module, position: tuple[int, int] | None) -> Callable[[to
     per_colour = []
     for c in range(3):
         units = np.flatnonzero(color == c)
-        cunits = np.flatnonzero((color == c) & cplx)
+        cunits = np.flatnonzero((color_q == c) & cplx)
         per_colour.append((torch.as_tensor(units), kern[units].T.contiguous(), torch.as_tensor(cunits),
                            quad[cunits - block.n_simple].T.contiguous()))
     cplx_t = torch.as_tensor(np.flatnonzero(cplx))

@@ -51,9 +51,10 @@ def check_rf(rf: RFParams, image_size: int, visual_degrees: float) -> None:
         bad = np.flatnonzero(~np.isfinite(np.asarray(getattr(rf, name), dtype=np.float64)))
         if bad.size:
             raise ValueError(f"rf.{name} must be finite; {bad.size} unit(s) are not (indices {_head(bad)})")
-    bad = np.flatnonzero(~np.isin(rf.color, (0, 1, 2)))
-    if bad.size:
-        raise ValueError(f"rf.color must be 0, 1 or 2; {bad.size} unit(s) are not (indices {_head(bad)})")
+    for name in ("color", "color_quadrature"):
+        bad = np.flatnonzero(~np.isin(getattr(rf, name), (0, 1, 2)))
+        if bad.size:
+            raise ValueError(f"rf.{name} must be 0, 1 or 2; {bad.size} unit(s) are not (indices {_head(bad)})")
     ppd = pixels_per_degree(image_size, visual_degrees)
     nyquist = ppd / 2
     sf = np.asarray(rf.sf, dtype=np.float64)

@@ -1,11 +1,17 @@
 """`VOneBlock`: a fixed V1-like front-end (simple + complex Gabor cells, optional noise).
 
-Published formulation (Dapello et al. 2020, VOneNet): every unit convolves all three colour channels
-with a kernel that is zero except on its own colour, and both filters of the quadrature pair are
-computed for every unit. That spends ~4x the arithmetic needed. Here each unit's filter reads only
-its colour: units are grouped by colour and each group is one single-input-channel convolution,
-and the quadrature (phase + 90 deg) filter exists only for complex units. The output is identical
-(up to float rounding) and keeps the RFParams channel order: simple units first, then complex.
+Published formulation (Dapello et al. 2020, VOneNet): every filter convolves all three colour
+channels with a kernel that is zero except on one channel, and both filters of the quadrature pair
+are computed for every unit. That spends ~4x the arithmetic needed. Here each filter reads only its
+channel: filters are grouped by channel and each group is one single-input-channel convolution, and
+the quadrature (phase + 90 deg) filter exists only for complex units. The output is identical (up
+to float rounding) and keeps the RFParams channel order: simple units first, then complex.
+
+Which channel a filter reads comes from `RFParams`: `color` for the phase filter, and
+`color_quadrature` for a complex unit's quadrature filter. In the 2020 VOneNet code the two filter
+banks draw their channels independently, so the quadrature filter of a complex cell may read
+another channel than its phase filter (sampling preset ``vonenet2020``); the 2023 study's code and
+the ``tinyimagenet2023`` preset use one channel per unit (``color_quadrature == color``).
 
 `k_exc` (and the 1/sqrt(2) of the energy model) are folded into the convolution weights, which is
 exact since relu(k y) = k relu(y) and sqrt((k a)^2 + (k b)^2) = k sqrt(a^2 + b^2) for k >= 0.
@@ -46,6 +52,9 @@ class VOneBlock(nn.Module):
       u = noise_scale * r + noise_level, perturbed with Gaussian noise of variance ~ rate,
       u' = u + N(0, 1) * sqrt(relu(u) + 1e-4), mapped back r' = (u' - noise_level) / noise_scale
       and rectified: relu(r'). The published code undoes both the offset and the scale.
+
+    The `noise_scale` / `noise_level` defaults are the 2020 VOneNet's (0.35 / 0.07); trial configs
+    pass the `rf.preset`'s values (the 2023 study's code: 1 / 1), see `TrialConfig.noise_params`.
 
     `impl`: ``split`` (one single-channel convolution per colour; fastest on CPU) or ``grouped``
     (one grouped convolution, colour groups zero-padded to equal size). Both give the same output.
@@ -95,16 +104,19 @@ class VOneBlock(nn.Module):
                 else torch.zeros(0, self.ksize, self.ksize))
         self.register_buffer("kernels_quadrature", quad)
 
-        # Per colour: output positions of its simple units and of its complex units (RFParams order).
-        color = np.asarray(rf.color)
+        # Per colour: output positions of its simple units, of the complex units whose phase filter
+        # reads it, and of the complex units whose quadrature filter reads it (RFParams order).
+        color, color_q = np.asarray(rf.color), np.asarray(rf.color_quadrature)
         cplx = np.asarray(rf.complex, dtype=bool)
-        self._counts: list[tuple[int, int]] = []
+        self._split_colour = rf.split_colour
+        self._counts: list[tuple[int, int, int]] = []
         for c in range(3):
-            simple_pos = np.flatnonzero(~cplx & (color == c))
-            complex_pos = np.flatnonzero(cplx & (color == c))
-            self._counts.append((len(simple_pos), len(complex_pos)))
-            self.register_buffer(f"_simple_pos{c}", torch.as_tensor(simple_pos, dtype=torch.long), persistent=False)
-            self.register_buffer(f"_complex_pos{c}", torch.as_tensor(complex_pos, dtype=torch.long), persistent=False)
+            positions = {"simple": np.flatnonzero(~cplx & (color == c)),
+                         "complex": np.flatnonzero(cplx & (color == c)),
+                         "quad": np.flatnonzero(cplx & (color_q == c))}
+            self._counts.append(tuple(len(p) for p in positions.values()))  # type: ignore[arg-type]
+            for kind, pos in positions.items():
+                self.register_buffer(f"_{kind}_pos{c}", torch.as_tensor(pos, dtype=torch.long), persistent=False)
         self._build_conv_weights()
         # Loading a state dict replaces `kernels`; the derived convolution weights follow.
         self.register_load_state_dict_post_hook(_rebuild_after_load)
@@ -116,10 +128,9 @@ class VOneBlock(nn.Module):
         s_scale, c_scale = self.k_exc, self.k_exc / math.sqrt(2.0)
         per_colour = []
         for c in range(3):
-            spos, cpos = getattr(self, f"_simple_pos{c}"), getattr(self, f"_complex_pos{c}")
-            cpos = cpos.to(kern.device)
-            rows = torch.cat([kern[spos.to(kern.device)] * s_scale, kern[cpos] * c_scale,
-                              quad[cpos - self.n_simple] * c_scale])
+            spos, cpos, qpos = (getattr(self, f"_{kind}_pos{c}").to(kern.device)
+                                for kind in ("simple", "complex", "quad"))
+            rows = torch.cat([kern[spos] * s_scale, kern[cpos] * c_scale, quad[qpos - self.n_simple] * c_scale])
             per_colour.append(rows.unsqueeze(1).contiguous())  # (m_c, 1, k, k)
         if self.impl == "split":
             for c, w in enumerate(per_colour):
@@ -161,16 +172,35 @@ class VOneBlock(nn.Module):
         ref = next(r for r in responses if r is not None)
         out = ref.new_empty((x.shape[0], self.out_channels, ref.shape[2], ref.shape[3]))
         for c, y in enumerate(responses):
-            n_s, n_c = self._counts[c]
+            n_s, n_c, _ = self._counts[c]
             if n_s:
                 simple = y[:, :n_s]
                 out.index_copy_(1, getattr(self, f"_simple_pos{c}"),
                                 torch.relu_(simple) if inplace else torch.relu(simple))
-            if n_c:
+            if n_c and not self._split_colour:  # quadrature partners sit in the same colour group
                 q0, q1 = y[:, n_s:n_s + n_c], y[:, n_s + n_c:n_s + 2 * n_c]
                 out.index_copy_(1, getattr(self, f"_complex_pos{c}"),
                                 torch.hypot(q0, q1, out=q0) if inplace else torch.hypot(q0, q1))
+        if self._split_colour:
+            out = self._combine_split_colour(responses, out, inplace)
         return self._add_noise(out)
+
+    def _combine_split_colour(self, responses: list[torch.Tensor], out: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """Complex units whose quadrature filter reads another channel (vonenet2020): gather both
+        filters' responses across the colour groups, then combine them."""
+        n_s = self.n_simple
+        q0 = out[:, n_s:]
+        q1 = out.new_empty(q0.shape)
+        for c, y in enumerate(responses):
+            m_s, m_c, m_q = self._counts[c]
+            if m_c:
+                q0.index_copy_(1, getattr(self, f"_complex_pos{c}") - n_s, y[:, m_s:m_s + m_c])
+            if m_q:
+                q1.index_copy_(1, getattr(self, f"_quad_pos{c}") - n_s, y[:, m_s + m_c:m_s + m_c + m_q])
+        if inplace:
+            torch.hypot(q0, q1, out=q0)
+            return out
+        return torch.cat([out[:, :n_s], torch.hypot(q0, q1)], 1)
 
     # ---------------------------------------------------------------- noise
     def _add_noise(self, r: torch.Tensor) -> torch.Tensor:

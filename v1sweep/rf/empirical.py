@@ -47,6 +47,9 @@ SF_NX_RHO = 0.75
 
 # --- Phase and colour ---------------------------------------------------------------------------
 # Phase uniform on [0, 360) deg; each filter reads one of the 3 RGB channels, uniformly (VOneNet).
+# The 2020 VOneNet code draws that channel separately for the two filters of a complex cell's
+# quadrature pair (`GFB.initialize` calls torch.randint per bank); the 2023 study's code draws one
+# channel per unit. `Preset.quadrature_color` records which.
 PHASE_RANGE = (0.0, 360.0)
 N_COLORS = 3
 
@@ -103,6 +106,9 @@ class Preset:
     nxny: JointHistogram
     sf_nx_rho: float = SF_NX_RHO
     description: str = ""
+    # "same": a complex unit's quadrature filter reads the channel of its phase filter (2023 code);
+    # "independent": drawn again, uniformly (2020 VOneNet code: each filter bank draws its channels).
+    quadrature_color: str = "same"
 
     def sf(self, complex_cell: bool) -> Histogram:
         return self.sf_complex if complex_cell else self.sf_simple
@@ -127,6 +133,7 @@ VONENET2020 = Preset(
     sf_complex=_VONENET_SF,
     nxny=JointHistogram(NXNY_EDGES, NXNY_EDGES, NXNY_COUNTS),
     description="ImageNet VOneNet: simple-foveal SF to 8 cpd for all units, 5x5 Ringach grid",
+    quadrature_color="independent",
 )
 
 # Tiny-ImageNet VOneResNet18 study (Barbulescu, Marques & Oliveira 2023, arXiv 2310.10575):

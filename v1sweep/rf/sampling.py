@@ -11,6 +11,8 @@ Every strategy draws the same base random numbers in a fixed order from
     phase   U(0,1) * 360
     color   integers in {0, 1, 2}
     u_mix   U(0,1), 4 x n   mixture selections (ori, sf, nxny, coupling)
+    color_q integers in {0, 1, 2}   quadrature colour, drawn last and only for presets whose
+                                    complex cells read a second colour (vonenet2020)
 
 A property's value is lerp(Q_unif(u), Q_bio(u), w) in its sampling space (degrees, log2 SF,
 log10 nx/ny) with w = alpha (quantile mode) or w = [u_mix < alpha] (mixture mode). So `unif1` is
@@ -35,7 +37,7 @@ from v1sweep.rf.params import RFParams
 UNIF2_NY_SIGMA = 0.22  # log10 ny ~ Normal(log10 nx, 0.22) in the published UNIF2/UNIF3 code
 ALPHAS = ("alpha_ori", "alpha_sf", "alpha_nxny", "alpha_coupling")
 MODES = ("mixture", "quantile")
-COMMON_OPTIONS = ("preset", "sf_max")
+COMMON_OPTIONS = ("preset", "sf_max", "sf_truncation")
 
 
 @dataclass(frozen=True)
@@ -132,20 +134,37 @@ def _alpha(opts: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def truncate_sf(hist: Histogram, sf_max: float, cell: str) -> Histogram:
-    """The histogram conditioned on SF <= sf_max: bins above are dropped, the straddling bin is cut
-    and keeps the log2-proportional share of its count (the density is log-uniform inside bins)."""
+SF_TRUNCATIONS = ("drop", "cut")
+
+
+def truncate_sf(hist: Histogram, sf_max: float, cell: str, truncation: str = "drop") -> Histogram:
+    """The SF histogram limited to `sf_max` cpd.
+
+    ``drop`` (default, the published VOneNet `generate_gabor_param`): keep the bin edges <= sf_max,
+    i.e. drop every bin whose upper edge exceeds it; the support ends at the last such edge.
+    ``cut``: the histogram conditioned on SF <= sf_max: the straddling bin is cut at sf_max and
+    keeps the log2-proportional share of its count (the density is log-uniform inside bins).
+    """
+    if truncation not in SF_TRUNCATIONS:
+        raise ValueError(f"rf option 'sf_truncation' must be one of {', '.join(SF_TRUNCATIONS)}, got {truncation!r}")
     edges = np.asarray(hist.edges, dtype=np.float64)
     if sf_max >= edges[-1]:
         return hist
     if sf_max <= edges[0]:
         raise ValueError(f"rf option 'sf_max' ({sf_max} cpd) is at or below the lowest SF bin edge "
                          f"{edges[0]} cpd of the {cell} table")
-    keep = int(np.searchsorted(edges, sf_max, side="left"))  # edges[:keep] < sf_max
-    new_edges = np.append(edges[:keep], sf_max)
-    counts = np.asarray(hist.counts, dtype=np.float64)[:keep].copy()
-    lo, hi = edges[keep - 1], edges[keep]
-    counts[-1] *= (math.log2(sf_max) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+    counts = np.asarray(hist.counts, dtype=np.float64)
+    if truncation == "drop":
+        keep = int(np.searchsorted(edges, sf_max, side="right"))  # edges[:keep] <= sf_max
+        if keep < 2:
+            raise ValueError(f"rf option 'sf_max' ({sf_max} cpd) is below the upper edge {edges[1]} cpd of "
+                             f"the lowest {cell} SF bin: sf_truncation 'drop' keeps no bin (use 'cut')")
+        new_edges, counts = edges[:keep], counts[:keep - 1].copy()
+    else:
+        keep = int(np.searchsorted(edges, sf_max, side="left"))  # edges[:keep] < sf_max
+        new_edges, counts = np.append(edges[:keep], sf_max), counts[:keep].copy()
+        lo, hi = edges[keep - 1], edges[keep]
+        counts[-1] *= (math.log2(sf_max) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
     if counts.sum() <= 0:
         raise ValueError(f"rf option 'sf_max' ({sf_max} cpd) leaves no {cell} units: the {cell} SF "
                          f"table has no counts below it")
@@ -199,6 +218,9 @@ def draw(recipe: Recipe, n_simple: int, n_complex: int, seed: int) -> RFParams:
     phase = np.minimum(rng.random(n) * 360.0, np.nextafter(360.0, 0.0))
     color = rng.integers(0, N_COLORS, size=n, dtype=np.int64)
     u_mix = rng.random((4, n))
+    color_q = None
+    if t.quadrature_color == "independent":  # drawn after every other property: their draws stay the same
+        color_q = rng.integers(0, N_COLORS, size=n, dtype=np.int64)
 
     # orientation: uniform on [0, 180) vs the De Valois bins (uniform inside), then wrapped
     e = np.asarray(t.orientation.edges, dtype=np.float64)
@@ -241,7 +263,8 @@ def draw(recipe: Recipe, n_simple: int, n_complex: int, seed: int) -> RFParams:
     w_n = _weight(recipe.alpha_nxny, u_mix[2], mode)
     nx = 10.0 ** _lerp(nx_unif, nx_bio, w_n)
     ny = 10.0 ** _lerp(ny_unif, ny_bio, w_n)
-    return RFParams(sf=sf, theta=theta, phase=phase, nx=nx, ny=ny, color=color, complex=cx)
+    return RFParams(sf=sf, theta=theta, phase=phase, nx=nx, ny=ny, color=color, complex=cx,
+                    color_quadrature=color_q)
 
 
 def _count(value: Any, name: str) -> int:
@@ -268,14 +291,18 @@ def recipe_for(strategy: str, **options: Any) -> Recipe:
                          f"{strategy!r}; it accepts: {', '.join(strat.options)}")
     preset = get_preset(options.get("preset") or DEFAULT_PRESET)
     recipe = strat.recipe(preset, options)
+    mode = options.get("sf_truncation") or "drop"
+    if mode not in SF_TRUNCATIONS:
+        raise ValueError(f"rf option 'sf_truncation' must be one of {', '.join(SF_TRUNCATIONS)}, got {mode!r}")
     sf_max = options.get("sf_max")
     if sf_max is not None:
         if isinstance(sf_max, bool) or not isinstance(sf_max, (int, float, np.integer, np.floating)) \
                 or not sf_max > 0 or not math.isfinite(sf_max):
             raise ValueError(f"rf option 'sf_max' must be a positive number of cycles/degree, got {sf_max!r}")
         tables = recipe.tables
-        tables = dataclasses.replace(tables, sf_simple=truncate_sf(tables.sf_simple, float(sf_max), "simple"),
-                                     sf_complex=truncate_sf(tables.sf_complex, float(sf_max), "complex"))
+        tables = dataclasses.replace(
+            tables, sf_simple=truncate_sf(tables.sf_simple, float(sf_max), "simple", mode),
+            sf_complex=truncate_sf(tables.sf_complex, float(sf_max), "complex", mode))
         recipe = dataclasses.replace(recipe, tables=tables)
     return recipe
 
@@ -283,8 +310,9 @@ def recipe_for(strategy: str, **options: Any) -> Recipe:
 def sample(strategy: str, n_simple: int, n_complex: int, seed: int, **options: Any) -> RFParams:
     """Sample RF parameters of `n_simple` simple then `n_complex` complex units.
 
-    Options: `preset`, `sf_max` (all strategies); `alpha`, `alpha_ori`, `alpha_sf`, `alpha_nxny`,
-    `alpha_coupling`, `mode` (interpolated); `path` (custom). Same seed -> identical arrays.
+    Options: `preset`, `sf_max`, `sf_truncation` ("drop" | "cut", see `truncate_sf`) (all
+    strategies); `alpha`, `alpha_ori`, `alpha_sf`, `alpha_nxny`, `alpha_coupling`, `mode`
+    (interpolated); `path` (custom). Same seed -> identical arrays.
     """
     n_simple, n_complex = _count(n_simple, "n_simple"), _count(n_complex, "n_complex")
     if n_simple + n_complex == 0:
