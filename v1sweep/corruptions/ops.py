@@ -287,10 +287,11 @@ def rgb_to_gray(x: Tensor) -> Tensor:
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def quantize_uint8(x: Tensor, how: str = "round") -> Tensor:
+def quantize_uint8(x: Tensor, how: str = "round", guard: float = 1e-3) -> Tensor:
     """Values k/255 as after a uint8 round trip (`floor` = numpy astype(uint8) truncation)."""
     y = x.clamp(0, 1) * 255
-    # floor: a 1e-3 guard keeps values that are integers up to float rounding (a blurred flat
-    # patch) on their integer, as float64 arithmetic would
-    y = torch.floor(y + 1e-3) if how == "floor" else torch.round(y)
+    # floor: a small guard keeps values that are integers up to float rounding (a blurred flat
+    # patch) on their integer, as float64 arithmetic would. float32 errors here are ~1e-5 grey
+    # levels; the wider default 1e-3 is what snow has always used.
+    y = torch.floor(y + guard) if how == "floor" else torch.round(y)
     return y / 255
