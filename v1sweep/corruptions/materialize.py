@@ -12,9 +12,9 @@ parameter table, the frost texture source, the storage format (`storage.py`: uin
 a JPEG quality-85 round trip for the Tiny ImageNet table, as published; or rounding) and
 `CODE_VERSION`; the requested corruptions and severities are not part of it, so a later call that
 asks for more fills in the same set. A file lock serialises writers: a concurrent trial waits and
-then finds the set ready. The lock file sits next to the set's folder in the cache; for a set
-written into a folder of the user's (`exact_dir`) it lives in the system's temporary folder, so
-the output holds only the set. Arrays are
+then finds the set ready. The lock file is `.lock` in a cached set's folder; for a set written
+into a folder of the user's (`exact_dir`) it lives in the system's temporary folder, so the
+output holds only the set. Arrays are
 written to a temporary file, flushed and renamed into place before the manifest names them, so a
 set killed mid-write leaves a stray temporary (removed next time) and a manifest without that
 corruption, which is then generated again.
@@ -115,10 +115,10 @@ def _write_npy(path: Path, fill: Callable[[np.ndarray], None], shape: tuple, dty
 
 
 def _lock_path(folder: Path, exact_dir: bool) -> Path:
-    """The writers' lock: `<cache>/corruptions/<key>.lock` beside a cached set; for a folder of the
-    user's, a file in the temporary folder named after its absolute path (nothing left in it)."""
+    """The writers' lock: `.lock` inside a cached set's folder; for a folder of the user's, a file
+    in the temporary folder named after its absolute path (nothing is left in the output)."""
     if not exact_dir:
-        return folder.with_name(folder.name + ".lock")
+        return folder / ".lock"
     import tempfile
 
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
