@@ -69,13 +69,17 @@ def _pass_sources(pos: Tensor, tgt: Tensor, n_pixels: int) -> Tensor:
     writes) still holds its value from the start of the pass; a visited position with tgt > pos
     was already written, so it holds what *its* source held. Following those links (pointer
     doubling; a chain only moves forward, so it ends) gives every pixel's source in the pass-start
-    image, and the whole pass becomes one gather: identical to the sequential loop.
+    image, and the whole pass becomes one gather: identical to the sequential loop. With delta 1
+    no offset points forward and the targets are the sources.
     """
+    follow = tgt > pos
+    if not bool(follow.any()):
+        return tgt
     column = torch.full((n_pixels,), -1, dtype=torch.int64, device=pos.device)
     column[pos] = torch.arange(pos.numel(), device=pos.device)
     src = tgt.clone()
     link = column[src]  # column of the source if it is a visited position, else -1
-    follow = (src > pos) & (link >= 0)
+    follow &= link >= 0
     while bool(follow.any()):
         k = torch.where(follow, link, torch.zeros_like(link))
         src = torch.where(follow, src.gather(1, k), src)
@@ -99,23 +103,28 @@ def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
     delta + 1 (bottom-right to top-left) and draws an offset (dx, dy) in [-delta, delta) per
     pixel. The published line `x[h, w], x[h', w'] = x[h', w'], x[h, w]` reads like a swap but
     runs on numpy views: it copies the neighbour (h + dy, w + dx) into (h, w) and leaves the
-    neighbour unchanged, and later steps read earlier writes. That copy is reproduced exactly,
-    a whole pass at once (`_pass_sources`).
+    neighbour unchanged, and later steps read earlier writes. That copy is reproduced exactly:
+    each pass is a map "pixel <- source pixel" (`_pass_sources`), the passes' maps are composed,
+    and one gather moves the pixels.
     """
     sigma, delta, iterations = float(p[0]), int(p[1]), int(p[2])
     b, c, h, w = x.shape
     board = ops.quantize_uint8(ops.gaussian_filter(x, sigma, mode="edge"), "floor", TRUNCATE_GUARD)
-    board = board.reshape(b, c, h * w)
-    positions = [hh * w + ww for hh in range(h - delta, delta, -1) for ww in range(w - delta, delta, -1)]
-    if positions:
-        pos = torch.tensor(positions, dtype=torch.int64, device=x.device)
-        dx = rng.randint("dx", (iterations, len(positions)), -delta, delta)  # (B, it, pos)
-        dy = rng.randint("dy", (iterations, len(positions)), -delta, delta)
+    rows, cols = range(h - delta, delta, -1), range(w - delta, delta, -1)
+    if len(rows) and len(cols):
+        pos = torch.tensor([hh * w + ww for hh in rows for ww in cols], dtype=torch.int64, device=x.device)
+        dx = rng.randint("dx", (iterations, pos.numel()), -delta, delta)  # (B, it, pos)
+        dy = rng.randint("dy", (iterations, pos.numel()), -delta, delta)
+        source = None  # (B, H*W): the pass-start pixel every pixel holds after the passes so far
         for it in range(iterations):
+            step = torch.arange(h * w, device=x.device).repeat(b, 1)
             src = _pass_sources(pos, dy[:, it].mul(w).add_(dx[:, it]).add_(pos), h * w)
-            moved = board.gather(2, src.unsqueeze(1).expand(b, c, -1))
-            board = board.index_copy(2, pos, moved)
-    return ops.gaussian_filter(board.view(b, c, h, w), sigma, mode="edge")
+            # visited pixels form the block [delta+1, H-delta] x [delta+1, W-delta], in reverse raster order
+            step.view(b, h, w)[:, rows[-1]:rows[0] + 1, cols[-1]:cols[0] + 1] = \
+                src.view(b, len(rows), len(cols)).flip(1, 2)
+            source = step if source is None else source.gather(1, step)
+        board = board.reshape(b, c, h * w).gather(2, source.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w)
+    return ops.gaussian_filter(board, sigma, mode="edge")
 
 
 @register("motion_blur")

@@ -148,6 +148,9 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
     """
     from filelock import FileLock
 
+    from v1sweep.corruptions.memory import keep_freed_memory
+
+    keep_freed_memory()  # many short-lived tensors: reuse freed memory instead of page-faulting it in
     imgs = _as_numpy_images(images)
     lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     n, _, h, w = imgs.shape
