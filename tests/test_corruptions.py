@@ -224,17 +224,44 @@ def test_frost_blends_a_texture():
     assert not torch.equal(tex[0], tex[1])
 
 
-def test_frost_procedural_fallback(monkeypatch):
+def test_frost_uses_the_published_photographs_by_default():
+    """The default frost is the published photographs (shipped by the `imagecorruptions` dependency):
+    with a black image the output is b * a crop of one of them, pixel for pixel."""
+    from PIL import Image
+
     from v1sweep.corruptions import textures
 
-    monkeypatch.setenv("V1SWEEP_FROST", "procedural")
-    assert textures.frost_source() == textures.PROCEDURAL_VERSION
+    folder = textures.frost_dir()
+    assert folder is not None, "the imagecorruptions dependency should ship the frost photographs"
+    assert textures.resolve_frost("published") == textures.PHOTOS
+    photos = [np.asarray(Image.open(folder / f).convert("RGB"), dtype=np.float64) / 255 for f in textures.FROST_FILES]
+    # the texture's colour statistics: the photographs are blue-tinted (B > R on average)
+    x = torch.zeros(8, 3, 64, 64)
+    a, b, _ = TABLES["tinyimagenet"]["frost"][0]
+    crops = apply(x, "frost", 1).double() / b
+    assert float(crops[:, 2].mean() - crops[:, 0].mean()) > 0.02
+    assert float((crops.mean() - np.mean([p.mean() for p in photos])).abs()) < 0.15
+    procedural = apply(x, "frost", 1, frost="procedural").double() / b
+    assert not torch.allclose(crops, procedural)
+
+
+def test_frost_procedural_on_request_and_loud_fallback(monkeypatch, capsys):
+    from v1sweep.corruptions import textures
+
+    assert textures.resolve_frost("procedural") == textures.PROCEDURAL_VERSION
     x = torch.full((2, 3, 32, 32), 0.1)
-    y = apply(x, "frost", 3)
+    y = apply(x, "frost", 3, frost="procedural")
     assert float(y.std()) > 0.01
-    monkeypatch.setenv("V1SWEEP_FROST", "bogus")
-    with pytest.raises(ValueError, match="V1SWEEP_FROST"):
-        apply(x, "frost", 3)
+    with pytest.raises(ValueError, match="frost must be one of published, procedural"):
+        apply(x, "frost", 3, frost="bogus")
+    # the photographs missing (a broken install): falls back, with a warning on stderr
+    monkeypatch.setattr(textures, "frost_dir", lambda: None)
+    monkeypatch.setattr(textures, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="PROCEDURAL"):
+        assert textures.resolve_frost("published") == textures.PROCEDURAL_VERSION
+    assert "WARNING" in capsys.readouterr().err
+    with pytest.warns(RuntimeWarning):
+        assert torch.equal(apply(x, "frost", 3), y)
 
 
 def test_spatter_modes():

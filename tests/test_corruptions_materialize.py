@@ -31,9 +31,13 @@ def tiny_set(n: int = 6, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, t
     return images, torch.arange(n) % 3
 
 
-def expected_block(images: torch.Tensor, name: str, sev: int, seed: int, indices=None) -> np.ndarray:
-    y = apply(images.float() / 255, name, sev, seed=seed, indices=indices)
-    return (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+def expected_block(images: torch.Tensor, name: str, sev: int, seed: int, indices=None,
+                   storage: str = "published") -> np.ndarray:
+    """What a 32-px set stores: np.uint8 truncation as published (a float32 value within 1e-4 of a
+    whole grey level counts as it), or rounding (`lossless`)."""
+    y = apply(images.float() / 255, name, sev, seed=seed, indices=indices) * 255
+    y8 = torch.floor(y + 1e-4) if storage == "published" else y.round()
+    return y8.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def lines(log: list[str], word: str = "corrupting") -> list[str]:
@@ -235,6 +239,52 @@ def test_exact_dir_replaces_another_set(tmp_path):
     assert GeneratedSource(out, ["contrast"], [2]).pairs() == [("contrast", 2)]
 
 
+def test_storage_published_and_lossless(tmp_path):
+    """32 px: published = truncation, lossless = rounding; 64 px published = truncation, then JPEG
+    quality 85 as Tiny-ImageNet-C (decoded with PIL here). Each is its own set (key, manifest)."""
+    import io
+
+    images, labels = tiny_set(5)
+    pub = materialize(images, labels, ["contrast"], [5], 1, tmp_path)
+    loss = materialize(images, labels, ["contrast"], [5], 1, tmp_path, storage="lossless")
+    assert pub != loss
+    trunc, rounded = (expected_block(images, "contrast", 5, 1, storage=s) for s in ("published", "lossless"))
+    assert not np.array_equal(trunc, rounded)
+    assert np.array_equal(np.load(pub / "contrast.npy")[20:25], trunc)
+    assert np.array_equal(np.load(loss / "contrast.npy")[20:25], rounded)
+    assert json.loads((pub / "manifest.json").read_text())["storage"] == "uint8-truncate"
+    assert json.loads((loss / "manifest.json").read_text())["storage"] == "uint8-round"
+
+    big, big_labels = tiny_set(3, size=64)
+    folder = materialize(big, big_labels, ["fog"], [2], 0, tmp_path)
+    assert json.loads((folder / "manifest.json").read_text())["storage"] == "uint8-truncate+jpeg85"
+    y = apply(big.float() / 255, "fog", 2) * 255
+    truncated = torch.floor(y + 1e-4).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    expected = []
+    for img in truncated:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=85, optimize=True)
+        expected.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    stored = np.load(folder / "fog.npy")[3:6]
+    assert np.abs(stored.astype(int) - np.stack(expected).astype(int)).max() <= 1
+    assert not np.array_equal(stored, truncated)  # the JPEG round trip happened
+    lossless = materialize(big, big_labels, ["fog"], [2], 0, tmp_path, storage="lossless")
+    assert np.array_equal(np.load(lossless / "fog.npy")[3:6], y.round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    with pytest.raises(ValueError, match="storage must be one of published, lossless"):
+        materialize(images, labels, ["contrast"], [5], 1, tmp_path, storage="png")
+
+
+def test_frost_source_is_part_of_the_set(tmp_path):
+    images, labels = tiny_set(4)
+    photos = materialize(images, labels, ["frost"], [3], 0, tmp_path)
+    procedural = materialize(images, labels, ["frost"], [3], 0, tmp_path, frost="procedural")
+    assert photos != procedural
+    assert json.loads((photos / "manifest.json").read_text())["frost"] == "imagecorruptions-photos"
+    assert json.loads((procedural / "manifest.json").read_text())["frost"] == "procedural-1"
+    assert GeneratedSource(photos, ["frost"], [3]).info["frost"] == "imagecorruptions-photos"
+    assert not np.array_equal(np.load(photos / "frost.npy"), np.load(procedural / "frost.npy"))
+
+
 # ------------------------------------------------------------------ published readers
 def write_cifar_c(root: Path, names, n: int = 7) -> tuple[dict, np.ndarray]:
     root.mkdir(parents=True)
@@ -293,6 +343,22 @@ def test_tiny_imagenet_c_reader(tmp_path):
         TinyImageNetCSource(tmp_path, ["fog"], [1], classes=["n01", "n03"]).load("fog", 1)
 
 
+def test_tiny_imagenet_c_missing_class_folder_is_refused(tmp_path):
+    """Without `classes`, a wnid folder missing in one severity would shift the labels of every
+    later class there (n03 would read as class 1); the reader refuses and names the folder."""
+    import shutil
+
+    write_tiny_c(tmp_path, ["fog", "snow"])
+    shutil.rmtree(tmp_path / "Tiny-ImageNet-C" / "snow" / "4" / "n02")
+    with pytest.raises(DatasetError, match=r"snow/4: missing class folder\(s\) n02"):
+        TinyImageNetCSource(tmp_path, ["fog", "snow"], [1, 4])
+    ok = TinyImageNetCSource(tmp_path, ["fog", "snow"], [1, 3])  # the damaged folder not asked for
+    assert ok.load("snow", 3)[1].tolist() == [0, 0, 1, 1, 2, 2]
+    # with the training class list, labels are positions in it: no shift, so it reads
+    mapped = TinyImageNetCSource(tmp_path, ["snow"], [4], classes=["n01", "n02", "n03"])
+    assert mapped.load("snow", 4)[1].tolist() == [0, 0, 2, 2]
+
+
 # ------------------------------------------------------------------ source_for
 def test_source_for_generated_and_published(tmp_path):
     images, labels = tiny_set(10)
@@ -337,6 +403,9 @@ def test_cli_corrupt_writes_set_and_preview(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "4 corruption/severity pairs" in printed and "preview.png" in printed
+    # only the set and the preview: no lock file (or anything else) left in the output folder
+    assert sorted(p.name for p in out.iterdir()) == ["contrast.npy", "fog.npy", "labels.npy", "manifest.json",
+                                                     "preview.png"]
     source = GeneratedSource(out, ["fog", "contrast"], [1, 3])
     x, y = source.load("contrast", 3)
     assert x.shape[0] == 8 and y.shape == (8,)

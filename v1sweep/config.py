@@ -150,6 +150,10 @@ class EvalConfig:
     seed: int = spec(0, range=(0, None), doc="corruption randomness; the same for every trial")
     cache_dir: str | None = spec(None, doc="materialized corrupted sets (default ~/.cache/v1sweep)")
     batch_size: int = spec(500, range=(1, None))
+    frost: str = spec("published", choices=("published", "procedural"),
+                      doc="generated frost: the published photographs, or procedural textures")
+    storage: str = spec("published", choices=("published", "lossless"),
+                        doc="generated sets stored as published (uint8 truncation; 64 px: + JPEG q85) or rounded")
 
     def validate(self) -> None:
         if self.source == "published" and not self.path:

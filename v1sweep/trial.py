@@ -284,6 +284,8 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         "images": {"train": len(data.train_labels), "test": len(data.test_labels)},
         "device": device_description(device), "versions": versions(), "command": " ".join(sys.argv),
     }
+    if source is not None:  # what the corrupted set was made with (frost source used, storage format)
+        summary["corruption_set"] = getattr(source, "info", {"source": config.eval.source, "path": config.eval.path})
     _save_weights(model, out_dir / MODEL)
     _write_json(out_dir / SUMMARY, summary)
     log(f"trial {config.name!r} finished in {metrics['wall_time_s']:.1f} s; summary in {out_dir / SUMMARY}")

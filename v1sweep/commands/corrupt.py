@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="severities 1-5 (default: all)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="corruption randomness (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    parser.add_argument("--frost", choices=("published", "procedural"), default="published",
+                        help="frost textures: the published photographs (default) or procedural")
+    parser.add_argument("--storage", choices=("published", "lossless"), default="published",
+                        help="published: uint8 truncation (+ JPEG q85 for the 64-px table), as the published "
+                             "sets; lossless: rounding (default published)")
     parser.add_argument("--preview-index", type=int, default=0, metavar="I",
                         help="test image shown in the preview grid (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR",
@@ -101,7 +106,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t1 = time.perf_counter()
     folder = materialize(images, labels, names, args.severities, args.seed, out, exact_dir=True,
-                         device=args.device, log=lambda msg: print(msg, flush=True))
+                         device=args.device, log=lambda msg: print(msg, flush=True),
+                         frost=args.frost, storage=args.storage)
     n_pairs = len(names) * len(set(args.severities))
     print(f"{n_pairs} corruption/severity pairs in {folder} ({time.perf_counter() - t1:.1f} s)")
     preview = folder / "preview.png"

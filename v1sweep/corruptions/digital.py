@@ -70,19 +70,25 @@ def _jpeg_pil(img: Tensor, quality: int) -> Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
 
 
+def jpeg_roundtrip(u8: Tensor, quality: int) -> Tensor:
+    """uint8 (B, 3, H, W) CPU images encoded and decoded as JPEG at `quality` (PIL's defaults:
+    4:2:0 chroma subsampling, standard tables); uint8 (B, 3, H, W)."""
+    if u8.shape[0] == 0:
+        return u8.clone()
+    codec = _jpeg_codec()
+    if codec is None:
+        return torch.stack([_jpeg_pil(img, int(quality)) for img in u8])
+    encode, decode = codec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.stack(decode(encode(list(u8), quality=int(quality))))
+
+
 @register("jpeg_compression")
 def jpeg_compression(x: Tensor, quality: int, rng: CounterRNG) -> Tensor:
     """Encode and decode each 8-bit image as JPEG at `quality` on the CPU (PIL-equivalent)."""
     u8 = (x.clamp(0, 1) * 255).round_().to(torch.uint8).cpu()
-    codec = _jpeg_codec()
-    if codec is None:
-        decoded = [_jpeg_pil(img, int(quality)) for img in u8]
-    else:
-        encode, decode = codec
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = [decode(encode(img, quality=int(quality))) for img in u8]
-    return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
+    return jpeg_roundtrip(u8, int(quality)).to(device=x.device, dtype=x.dtype) / 255
 
 
 def _affine_inverse(m: Tensor) -> Tensor:

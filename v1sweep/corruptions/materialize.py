@@ -8,9 +8,13 @@ A set lives in `<cache_root>/corruptions/<key>/`:
   severities present and the file size. Only what the manifest lists counts as present.
 
 The key hashes the images' bytes, the labels, their dataset indices, the seed, the image size, the
-parameter table, the frost texture source and `CODE_VERSION`; the requested corruptions and
-severities are not part of it, so a later call that asks for more fills in the same set. A
-file lock serialises writers: a concurrent trial waits and then finds the set ready. Arrays are
+parameter table, the frost texture source, the storage format (`storage.py`: uint8 truncation, plus
+a JPEG quality-85 round trip for the Tiny ImageNet table, as published; or rounding) and
+`CODE_VERSION`; the requested corruptions and severities are not part of it, so a later call that
+asks for more fills in the same set. A file lock serialises writers: a concurrent trial waits and
+then finds the set ready. The lock file is `.lock` in a cached set's folder; for a set written
+into a folder of the user's (`exact_dir`) it lives in the system's temporary folder, so the
+output holds only the set. Arrays are
 written to a temporary file, flushed and renamed into place before the manifest names them, so a
 set killed mid-write leaves a stray temporary (removed next time) and a manifest without that
 corruption, which is then generated again.
@@ -29,9 +33,10 @@ import torch
 from v1sweep.corruptions.catalog import CORRUPTIONS
 from v1sweep.corruptions.params import table_for
 from v1sweep.corruptions.suite import apply, check_name, check_severity
-from v1sweep.corruptions.textures import frost_source
+from v1sweep.corruptions.storage import storage_format, store_uint8
+from v1sweep.corruptions.textures import resolve_frost
 
-CODE_VERSION = 1  # bump whenever a corruption's output changes, so old sets are not reused
+CODE_VERSION = 2  # bump whenever a corruption's output changes, so old sets are not reused
 FORMAT = "v1sweep-corruptions/1"
 MANIFEST = "manifest.json"
 
@@ -49,15 +54,17 @@ def _as_numpy_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def set_key(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, seed: int, table: str) -> dict:
-    """The ingredients of a set's identity and their hash (`key`)."""
+def set_key(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, seed: int, table: str,
+            frost: str = "published", storage: str = "published") -> dict:
+    """The ingredients of a set's identity and their hash (`key`). `frost` is the `eval.frost`
+    choice; the key holds the texture source actually used (`resolve_frost`)."""
     h = hashlib.sha256()
     for arr in (images, labels.astype(np.int64), indices.astype(np.int64)):
         h.update(str(arr.shape).encode())
         h.update(arr.tobytes())
     parts = {"data_sha256": h.hexdigest(), "n": int(images.shape[0]), "height": int(images.shape[2]),
-             "width": int(images.shape[3]), "seed": int(seed), "table": table, "frost": frost_source(),
-             "code_version": CODE_VERSION, "format": FORMAT}
+             "width": int(images.shape[3]), "seed": int(seed), "table": table, "frost": resolve_frost(frost),
+             "storage": storage_format(table, storage), "code_version": CODE_VERSION, "format": FORMAT}
     parts["key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
     return parts
 
@@ -107,6 +114,19 @@ def _write_npy(path: Path, fill: Callable[[np.ndarray], None], shape: tuple, dty
     return path.stat().st_size
 
 
+def _lock_path(folder: Path, exact_dir: bool) -> Path:
+    """The writers' lock: `.lock` inside a cached set's folder; for a folder of the user's, a file
+    in the temporary folder named after its absolute path (nothing is left in the output)."""
+    if not exact_dir:
+        return folder / ".lock"
+    import tempfile
+
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
+    locks = Path(tempfile.gettempdir()) / "v1sweep-locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"corrupt-{digest}.lock"
+
+
 def default_batch(height: int, width: int) -> int:
     return max(1, (1 << 21) // (height * width))
 
@@ -115,16 +135,22 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
                 corruptions: Sequence[str], severities: Sequence[int], seed: int = 0,
                 cache_dir: str | os.PathLike | None = None, *, indices: Sequence[int] | np.ndarray | None = None,
                 table: str | None = None, device: str | torch.device = "cpu", batch_size: int | None = None,
-                exact_dir: bool = False, log: Callable[[str], None] | None = None) -> Path:
+                exact_dir: bool = False, log: Callable[[str], None] | None = None,
+                frost: str = "published", storage: str = "published") -> Path:
     """Generate (or find) the corrupted set of uint8 (N, 3, H, W) `images`; returns its folder.
 
     `indices` are the images' dataset indices (default 0..N-1; they fix each image's randomness,
     so a subset corrupts exactly as in the full set). The set lands in
     `<cache_root(cache_dir)>/corruptions/<key>`, or in `cache_dir` itself with `exact_dir=True`
-    (a different set already there is replaced).
+    (a different set already there is replaced). `frost` ('published' | 'procedural') and
+    `storage` ('published' | 'lossless') are `eval.frost` and `eval.storage`; the manifest records
+    the frost source used and the storage format.
     """
     from filelock import FileLock
 
+    from v1sweep.corruptions.memory import keep_freed_memory
+
+    keep_freed_memory()  # many short-lived tensors: reuse freed memory instead of page-faulting it in
     imgs = _as_numpy_images(images)
     lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     n, _, h, w = imgs.shape
@@ -136,13 +162,15 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
     names = [check_name(c) for c in corruptions]
     sevs = sorted({check_severity(s) for s in severities})
     table = table_for(max(h, w), table)
-    parts = set_key(imgs, lab, idx, seed, table)
+    parts = set_key(imgs, lab, idx, seed, table, frost, storage)
     folder = Path(cache_dir) if exact_dir else cache_root(cache_dir) / "corruptions" / parts["key"]
     folder.mkdir(parents=True, exist_ok=True)
+    if frost == "published" and parts["frost"] != "imagecorruptions-photos" and log is not None:
+        log(f"WARNING: frost falls back to {parts['frost']} textures (published photographs missing)")
     say = log or (lambda msg: None)
     batch = batch_size or default_batch(h, w)
 
-    with FileLock(str(folder / ".lock")):
+    with FileLock(str(_lock_path(folder, exact_dir))):
         for stray in folder.glob("*.tmp-*"):  # left by a writer that was killed
             stray.unlink(missing_ok=True)
         manifest = read_manifest(folder)
@@ -173,8 +201,9 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
                     for start in range(0, n, batch):
                         stop = min(n, start + batch)
                         x = torch.from_numpy(imgs[start:stop]).to(device).float().div_(255)
-                        y = apply(x, name, s, seed=seed, indices=torch.from_numpy(idx[start:stop]), table=table)
-                        y8 = y.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                        y = apply(x, name, s, seed=seed, indices=torch.from_numpy(idx[start:stop]), table=table,
+                                  frost=frost)
+                        y8 = store_uint8(y, table, storage).permute(0, 2, 3, 1).numpy()
                         arr[(s - 1) * n + start:(s - 1) * n + stop] = y8
 
             size = _write_npy(folder / f"{name}.npy", fill, (5 * n, h, w, 3), np.dtype(np.uint8))

@@ -25,7 +25,7 @@ def shot_noise(x: Tensor, lam: float, rng: CounterRNG) -> Tensor:
     b = x.shape[0]
     levels = x * 255
     codes = levels.round()
-    on_grid = ((levels - codes).abs() <= 1e-3).reshape(b, -1).all(1)
+    on_grid = levels.sub_(codes).abs_().le_(1e-3).reshape(b, -1).all(1)
     if bool(on_grid.all()):
         return rng.poisson_levels("noise", codes, lam) / lam
     out = torch.empty_like(x)

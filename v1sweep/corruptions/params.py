@@ -3,7 +3,8 @@
 Two tables: `cifar10` (32 px, CIFAR-10-C) and `tinyimagenet` (64 px, Tiny-ImageNet-C); values
 severity 1 -> 5, pixel values in [0, 1]. An image of another size uses the table whose size is
 nearest on a log scale (|log(size / table size)| smallest; a tie goes to the larger table), so
-48 px and below -> cifar10, above -> tinyimagenet; `table=` overrides the choice. Size-dependent
+45 px and below -> cifar10, 46 px and above -> tinyimagenet (the geometric mean of 32 and 64 is
+45.25); `table=` overrides the choice. Size-dependent
 quantities (elastic displacements x image size, the fog fractal's map size, crop sizes) follow the
 actual image size, not the table's.
 """

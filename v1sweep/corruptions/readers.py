@@ -106,9 +106,13 @@ class GeneratedSource(NpySource):
 
     def __init__(self, path: str | os.PathLike, corruptions: Sequence[str] | None = None,
                  severities: Sequence[int] | None = None, **kwargs: Any) -> None:
-        from v1sweep.corruptions.materialize import available_pairs
+        from v1sweep.corruptions.materialize import available_pairs, read_manifest
 
         super().__init__(path, corruptions, severities, **kwargs)
+        manifest = read_manifest(self.path) or {}
+        # what the set was made with: recorded by the trial (summary.json) next to eval.frost
+        self.info = {"frost": manifest.get("frost"), "storage": manifest.get("storage"),
+                     "table": manifest.get("table"), "key": manifest.get("key")}
         have = set(available_pairs(self.path))
         absent = [f"{c}/{s}" for c, s in super().pairs() if (c, s) not in have]
         if absent:
@@ -131,13 +135,28 @@ class TinyImageNetCSource:
         if missing:
             raise DatasetError(f"Tiny-ImageNet-C at {self.root} is missing {len(missing)} folder(s): "
                                + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-        self.classes = list(classes) if classes is not None else None
+        self.classes = list(classes) if classes is not None else self._common_wnids()
         self.image_size = image_size
         self.max_images = max_images
         self.seed = seed
 
     def pairs(self) -> list[tuple[str, int]]:
         return [(c, s) for c in self.corruptions for s in self.severities]
+
+    def _common_wnids(self) -> list[str]:
+        """Without a training class list, labels are positions in the sorted wnids. A folder that
+        lacks a wnid the others have would shift every later label by one, so refuse it."""
+        found = {(c, s): {d.name for d in (self.root / c / str(s)).iterdir() if d.is_dir()}
+                 for c in self.corruptions for s in self.severities}
+        union = set().union(*found.values())
+        for (c, s), wnids in found.items():
+            lacking = sorted(union - wnids)
+            if lacking:
+                raise DatasetError(
+                    f"{self.root / c / str(s)}: missing class folder(s) {', '.join(lacking[:5])}"
+                    f"{' ...' if len(lacking) > 5 else ''} that other corruption folders have; labels "
+                    f"would shift (restore the folder, or pass the training class list)")
+        return sorted(union)
 
     def _listing(self, folder: Path) -> tuple[list[Path], list[int]]:
         wnids = sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -200,7 +219,9 @@ def source_for(eval_config: Any, test_images: torch.Tensor, test_labels: torch.T
         keep = subset_indices(int(test_images.shape[0]), max_images, seed)
         idx = torch.from_numpy(keep)
         folder = materialize(test_images[idx], test_labels[idx], corruptions, severities, seed,
-                             eval_config.cache_dir, indices=keep, device=device, log=log)
+                             eval_config.cache_dir, indices=keep, device=device, log=log,
+                             frost=getattr(eval_config, "frost", "published"),
+                             storage=getattr(eval_config, "storage", "published"))
         return GeneratedSource(folder, corruptions, severities)
     if eval_config.source != "published":
         raise ValueError(f"eval.source must be 'generated' or 'published', got {eval_config.source!r}")

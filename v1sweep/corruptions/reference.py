@@ -15,7 +15,7 @@ import scipy.ndimage as ndi
 from PIL import Image
 
 from v1sweep.corruptions.params import get_params
-from v1sweep.corruptions.textures import frost_images, frost_source
+from v1sweep.corruptions.textures import frost_images, resolve_frost
 
 RefFn = Callable[[np.ndarray, Any, np.random.Generator], np.ndarray]
 REFERENCE: dict[str, RefFn] = {}
@@ -126,7 +126,9 @@ def glass_blur(x, c, rng):
             for ww in range(w - delta, delta, -1):
                 dx, dy = rng.integers(-delta, delta, size=2)
                 hp, wp = hh + dy, ww + dx
-                img[hh, ww], img[hp, wp] = img[hp, wp], img[hh, ww].copy()
+                # the published line: on numpy views it copies (hp, wp) into (hh, ww) and leaves
+                # (hp, wp) unchanged (not a swap)
+                img[hh, ww], img[hp, wp] = img[hp, wp], img[hh, ww]
     return _gauss(img / 255.0, sigma)
 
 
@@ -164,7 +166,7 @@ def snow(x, c, rng):
 @_ref("frost")
 def frost(x, c, rng):
     h, w = x.shape[:2]
-    tex = frost_images(frost_source())[rng.integers(5)]
+    tex = frost_images(resolve_frost("published"))[rng.integers(5)]
     th, tw = max(h, round(tex.shape[1] * c[2])), max(w, round(tex.shape[2] * c[2]))
     pil = Image.fromarray(np.round(tex.transpose(1, 2, 0) * 255).astype(np.uint8)).resize((tw, th), Image.BILINEAR)
     tex = np.asarray(pil, dtype=np.float64) / 255

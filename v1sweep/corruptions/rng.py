@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 _MASK32 = 0xFFFFFFFF
+_LO_MASK = (1 << 20) - 1  # poisson_levels: low 20 bits of a packed table entry
 
 
 def _i32(value: int) -> int:
@@ -131,22 +132,34 @@ class CounterRNG:
 
     def poisson_levels(self, stream: int | str, levels: Tensor, scale: float, n_levels: int = 255) -> Tensor:
         """Poisson draws with rates scale * levels / n_levels for integer `levels` in [0, n_levels]
-        (images stored as 8-bit), by exact inversion of tabulated CDFs with a guide table: one
-        uniform per element and ~1-2 table look-ups. float32 counts."""
+        (images stored as 8-bit), by exact inversion of tabulated CDFs: one uniform u per element,
+        the answer is the smallest k with CDF(k) >= u. The uniform's top bits pick a bucket whose
+        range [lo, hi] of possible answers is tabulated; most buckets hold one value, the others
+        are settled by a short binary search over the CDF. float32 counts."""
         shape = levels.shape
-        cdf, guide = _poisson_tables(float(scale), int(n_levels), str(self.device))
-        length, buckets = cdf.shape[1], guide.shape[1]
-        rows = levels.reshape(self.batch, -1).to(torch.int64)
-        u = self._to_unit(self.bits(stream, (rows.shape[1],)))
-        base = rows * length
-        start = (u * buckets).to(torch.int64).add_(rows * buckets).view(-1)
-        k = guide.view(-1).gather(0, start).view_as(rows).to(torch.int64)
-        flat_cdf, flat_k, flat_u, flat_base = cdf.view(-1), k.view(-1), u.view(-1), base.view(-1)
-        active = torch.nonzero(flat_cdf.gather(0, flat_base + flat_k) < flat_u, as_tuple=True)[0]
-        while active.numel():  # a few elements (tail buckets) step up to their value
-            step = flat_k[active] + 1
-            flat_k[active] = step
-            active = active[flat_cdf[flat_base[active] + step] < flat_u[active]]
+        cdf, table, bits_m = _poisson_tables(float(scale), int(n_levels), str(self.device))
+        length = cdf.shape[1]
+        rows = levels.reshape(self.batch, -1).to(torch.int32)
+        ubits = self.bits(stream, (rows.shape[1],)).bitwise_right_shift_(8).bitwise_and_(0xFFFFFF)
+        u = ubits.to(torch.float32).add_(0.5).mul_(1.0 / 16777216.0)  # as _to_unit
+        bucket = ubits.bitwise_right_shift_(24 - bits_m).add_(rows * (1 << bits_m)).view(-1)
+        packed = table.index_select(0, bucket)  # lo + (hi - lo) * 2**20
+        k = packed.bitwise_and(_LO_MASK)
+        pos = torch.nonzero(packed > _LO_MASK, as_tuple=True)[0]
+        if pos.numel():
+            lo_s = k[pos]
+            hi_s = lo_s + packed[pos].bitwise_right_shift_(20)
+            base = rows.view(-1)[pos] * length
+            u_s = u.view(-1)[pos]
+            while True:
+                open_ = lo_s < hi_s
+                if not bool(open_.any()):
+                    break
+                mid = (lo_s + hi_s) >> 1
+                above = cdf.view(-1).index_select(0, base + mid) >= u_s
+                hi_s = torch.where(open_ & above, mid, hi_s)
+                lo_s = torch.where(open_ & ~above, mid + 1, lo_s)
+            k[pos] = lo_s
         return k.to(torch.float32).reshape(shape)
 
     def poisson(self, stream: int | str, rate: Tensor) -> Tensor:
@@ -208,11 +221,13 @@ class CounterRNG:
 
 
 @lru_cache(maxsize=16)
-def _poisson_tables(scale: float, n_levels: int, device: str) -> tuple[Tensor, Tensor]:
+def _poisson_tables(scale: float, n_levels: int, device: str) -> tuple[Tensor, Tensor, int]:
     """CDF rows of Poisson(scale * i / n_levels), i = 0..n_levels, computed in float64 and stored in
     float32 (whose spacing below 1 equals the 2**-24 resolution of the uniforms), each up to where
-    the tail is below that resolution (last entry forced to 1), and Chen-Asau guide tables:
-    guide[i, m] = smallest k with CDF_i(k) >= m / buckets."""
+    the tail is below that resolution (last entry forced to 1); and, for 2**bits buckets of the
+    uniform (its top bits), the smallest and the largest answer a uniform in the bucket can have:
+    lo[i, m] = smallest k with CDF_i(k) >= max(m / M, 2**-25), hi[i, m] = smallest k with
+    CDF_i(k) >= (m + 1) / M, packed into one int32 as lo + (hi - lo) * 2**20 (flattened)."""
     rates = scale * np.arange(n_levels + 1) / n_levels
     top = int(np.ceil(rates.max() + 12 * np.sqrt(rates.max() + 1) + 20))
     k = np.arange(top + 1)
@@ -222,11 +237,17 @@ def _poisson_tables(scale: float, n_levels: int, device: str) -> tuple[Tensor, T
     cdf = np.cumsum(np.exp(logp), axis=1)
     cdf[:, -1] = 1.0
     cdf = np.minimum(cdf, 1.0).astype(np.float32)
-    buckets = 2 * (top + 1)
-    edges = np.maximum(np.arange(buckets) / buckets, 0.5 / 16777216)  # no uniform is below 2**-25
-    guide = np.stack([np.searchsorted(row, edges, side="left") for row in cdf])
+    bits = min(16, max(8, int(np.ceil(np.log2(2 * (top + 1))))))
+    buckets = 1 << bits
+    edges = np.arange(buckets + 1) / buckets
+    edges[0] = 0.5 / 16777216  # no uniform is below 2**-25
+    bounds = np.stack([np.searchsorted(row.astype(np.float64), edges, side="left") for row in cdf])
+    lo, hi = bounds[:, :-1], np.minimum(bounds[:, 1:], top)
+    if top > _LO_MASK or (hi - lo).max() >= 2048:
+        raise ValueError(f"Poisson scale {scale} is too large for the tabulated sampler")
+    packed = (lo + (hi - lo) * (1 << 20)).astype(np.int32).reshape(-1)
     return (torch.as_tensor(cdf, dtype=torch.float32, device=device),
-            torch.as_tensor(guide, dtype=torch.int32, device=device))
+            torch.as_tensor(packed, dtype=torch.int32, device=device), bits)
 
 
 def _lgamma(x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from v1sweep.corruptions.base import REGISTRY
 from v1sweep.corruptions.catalog import CORRUPTIONS, SEVERITIES
 from v1sweep.corruptions.params import get_params
 from v1sweep.corruptions.rng import CounterRNG
+from v1sweep.corruptions.textures import resolve_frost
 
 assert list(REGISTRY.names()) and set(REGISTRY.names()) == set(CORRUPTIONS), \
     set(REGISTRY.names()) ^ set(CORRUPTIONS)
@@ -82,12 +83,15 @@ def _indices(indices: Sequence[int] | Tensor | None, batch: int) -> Tensor:
 
 
 def apply(images: Tensor, name: str, severity: int, seed: int = 0,
-          indices: Sequence[int] | Tensor | None = None, *, table: str | None = None) -> Tensor:
+          indices: Sequence[int] | Tensor | None = None, *, table: str | None = None,
+          frost: str = "published") -> Tensor:
     """Corrupt a float (B, 3, H, W) batch in [0, 1]; returns a tensor of the same shape and dtype.
 
     Large batches are processed in chunks (`chunk_size`); results do not depend on it. `indices` are the dataset indices of the images (default 0..B-1): they, `seed`, `name` and
     `severity` fix each image's randomness. `table` forces a parameter table ('cifar10' or
-    'tinyimagenet'); by default it follows the image size (see `params.table_for`).
+    'tinyimagenet'); by default it follows the image size (see `params.table_for`). `frost` picks
+    the frost textures: 'published' (the published photographs; falls back to the procedural ones
+    with a warning when their files are missing) or 'procedural' (see `textures`).
     """
     check_name(name)
     check_severity(severity)
@@ -99,6 +103,8 @@ def apply(images: Tensor, name: str, severity: int, seed: int = 0,
         return images.clone()
     h, w = images.shape[-2:]
     param = get_params(name, severity, max(h, w), table)
+    if name == "frost":
+        param = (*param, resolve_frost(frost))
     fn = REGISTRY.get(name)
     step = chunk_size(name, h, w)
     out = torch.empty_like(images)

@@ -1,57 +1,77 @@
-"""Frost textures: the photographs of the `imagecorruptions` wheel, or a seeded procedural stand-in.
+"""Frost textures: the published frost photographs (default), or a seeded procedural stand-in.
 
 The published frost corruption blends a random crop of one of five frost photographs
 (frost1-3.png, frost4-5.jpg; the generator draws randint(5), so frost6.jpg is never used). The
-PyPI package `imagecorruptions` ships them as data files. Importing that package fails on current
-setuptools, so the files are located with `importlib.util.find_spec` (which does not execute the
-package) and read with PIL. Without the package, five procedural textures (ridged diamond-square
-noise with an icy tint, generated from fixed seeds) stand in; they are not the photographs.
+PyPI package `imagecorruptions`, a dependency of v1sweep, ships them as data files. Importing that
+package fails on current setuptools (it imports `pkg_resources`), so the files are located without
+importing it (`importlib.util.find_spec`, else the distribution's file list) and read with PIL.
 
-`V1SWEEP_FROST=package|procedural|auto` (default auto) forces a source; `frost_source()` names the
-one in use and is part of the materialized-set cache key.
+`eval.frost` chooses: `published` (the photographs) or `procedural` (five textures of ridged
+diamond-square noise with an icy tint, generated from fixed seeds; they are not the photographs).
+`resolve_frost(choice)` names the source actually used; it is part of the materialized-set key and
+is recorded by the trial. When `published` is asked for but the files are missing (a broken
+install), frost falls back to the procedural textures with a warning on stderr.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
-import os
+import sys
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+FROST_CHOICES = ("published", "procedural")
+PHOTOS = "imagecorruptions-photos"
 PROCEDURAL_VERSION = "procedural-1"
 # (height, width) of the photographs, reused for the procedural stand-ins
 _PHOTO_SHAPES = ((600, 900), (315, 560), (315, 560), (350, 527), (495, 660))
+_warned: set[str] = set()
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in FROST_FILES)
 
 
 def frost_dir() -> Path | None:
-    """Folder holding the photographs of an installed `imagecorruptions`, or None."""
+    """Folder holding the photographs of the installed `imagecorruptions`, or None."""
     try:
-        spec = importlib.util.find_spec("imagecorruptions")
+        spec = importlib.util.find_spec("imagecorruptions")  # finds, does not execute, the package
     except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if _complete(Path(location) / "frost"):
+            return Path(location) / "frost"
+    try:  # e.g. a zip-safe or unusual layout: ask the distribution where its files are
+        dist = importlib.metadata.distribution("imagecorruptions")
+        folder = Path(str(dist.locate_file("imagecorruptions/frost")))
+    except (importlib.metadata.PackageNotFoundError, OSError, TypeError):
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        folder = Path(location) / "frost"
-        if all((folder / f).is_file() for f in FROST_FILES):
-            return folder
-    return None
+    return folder if _complete(folder) else None
 
 
-def frost_source() -> str:
-    """'imagecorruptions-photos' or 'procedural-1' (after the V1SWEEP_FROST override)."""
-    choice = os.environ.get("V1SWEEP_FROST", "auto").strip().lower() or "auto"
-    if choice not in ("auto", "package", "procedural"):
-        raise ValueError(f"V1SWEEP_FROST must be auto, package or procedural, got {choice!r}")
+def resolve_frost(choice: str = "published") -> str:
+    """The texture source for `eval.frost` = `choice`: PHOTOS or PROCEDURAL_VERSION.
+
+    `published` without the photographs on disk falls back to the procedural textures and says so
+    on stderr (once per process) and as a warning; the caller records the returned source."""
+    if choice not in FROST_CHOICES:
+        raise ValueError(f"frost must be one of {', '.join(FROST_CHOICES)}, got {choice!r}")
     if choice == "procedural":
         return PROCEDURAL_VERSION
     if frost_dir() is not None:
-        return "imagecorruptions-photos"
-    if choice == "package":
-        raise ValueError("V1SWEEP_FROST=package but the frost photographs of the `imagecorruptions` "
-                         "package are not installed (pip install --no-deps imagecorruptions)")
+        return PHOTOS
+    message = ("WARNING: the published frost photographs (data files of the `imagecorruptions` package, a "
+               "v1sweep dependency) are not installed; frost falls back to PROCEDURAL textures, which are "
+               "not comparable with CIFAR-10-C / Tiny-ImageNet-C. Reinstall with `pip install "
+               "imagecorruptions`, or set eval.frost: procedural to ask for them explicitly.")
+    if "fallback" not in _warned:
+        _warned.add("fallback")
+        print(message, file=sys.stderr, flush=True)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
     return PROCEDURAL_VERSION
 
 
@@ -96,12 +116,14 @@ def frost_images(source: str) -> tuple[np.ndarray, ...]:
     """The five textures as float32 (3, H, W) arrays in [0, 1] at their native size."""
     if source == PROCEDURAL_VERSION:
         arrays = [_procedural(k) for k in range(len(FROST_FILES))]
+    elif source != PHOTOS:
+        raise ValueError(f"unknown frost texture source {source!r}; valid: {PHOTOS}, {PROCEDURAL_VERSION}")
     else:
         from PIL import Image
 
         folder = frost_dir()
         if folder is None:
-            raise ValueError("frost photographs not found (pip install --no-deps imagecorruptions)")
+            raise ValueError("frost photographs not found (pip install imagecorruptions)")
         arrays = []
         for name in FROST_FILES:
             with Image.open(folder / name) as im:

@@ -47,11 +47,13 @@ def _frost_textures(source: str, scale: float, h: int, w: int, device: str) -> t
 
 
 @register("frost")
-def frost(x: Tensor, p: tuple[float, float, float], rng: CounterRNG) -> Tensor:
-    """clip(a * x + b * crop), the crop taken at a random place of a random frost texture."""
-    a, weight, scale = p
+def frost(x: Tensor, p: tuple, rng: CounterRNG) -> Tensor:
+    """clip(a * x + b * crop), the crop taken at a random place of a random frost texture.
+    `p` = (a, b, texture scale[, texture source]); `apply` appends the source it resolved."""
+    a, weight, scale = p[:3]
+    source = p[3] if len(p) > 3 else textures.resolve_frost("published")
     b, c, h, w = x.shape
-    texs = _frost_textures(textures.frost_source(), float(scale), h, w, str(x.device))
+    texs = _frost_textures(source, float(scale), h, w, str(x.device))
     which = rng.randint("texture", (1,), 0, len(texs))[:, 0]
     u = rng.uniform("crop", (2,)).to(torch.float64)
     crops = torch.empty_like(x)
