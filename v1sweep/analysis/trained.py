@@ -495,7 +495,8 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                          probe_images: torch.Tensor | None = None, probe_labels: torch.Tensor | None = None,
                          max_models: int = 8, corruption_names: Sequence[str] = DEFAULT_CORRUPTIONS,
                          severity: int = 3, n_probe: int = 256, reference: str = REFERENCE, quick: bool = True,
-                         device: str | torch.device = "auto", log: Log | None = None) -> dict[str, Any]:
+                         device: str | torch.device = "auto", log: Log | None = None, stage: Log | None = None,
+                         n_perm: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
 
     `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
@@ -504,11 +505,15 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
     DataFrame)], figures: the report's `Section` fields), ``notes``, ``models`` (the models used)
     and ``timings`` (seconds per stage). `quick` uses a reduced grating protocol (one aperture).
     `device` "auto" takes CUDA when available (the ablations run thousands of forward passes).
+    `log` gets one line per model / stage, `stage(name)` is called as each stage starts (progress);
+    `n_perm` permutations make the CKA null and `n_perm` // 10 (at least 20) same-size samples from
+    the V1 data the benchmark ceilings, seeded by `seed`.
     """
     from v1sweep.corruptions.catalog import CORRUPTIONS
     from v1sweep.training import resolve_device
 
     log = log or (lambda _msg: None)
+    stage = stage or (lambda _name: None)
     start = time.perf_counter()
     if "run_id" not in runs_df.columns:
         raise ValueError("runs_df must be a `v1sweep.query.runs` table (it has no run_id column)")
@@ -527,6 +532,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
 
     loaded: list[dict] = []
     t0 = time.perf_counter()
+    stage(f"models: loading {len(chosen)} trained model(s) from MLflow")
     for row in chosen.itertuples(index=False):
         try:
             model, config, rf = load_trial_model(row.run_id, tracking_uri=tracking_uri, device=device)
@@ -536,6 +542,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
         if rf is None:
             notes.append(f"run {row.run_id}: plain baseline (no V1 block); left out")
             continue
+        log(f"loaded {row.variant} (train.seed {row.train_seed}, rf.seed {row.rf_seed})")
         loaded.append({"run_id": row.run_id, "trial_id": getattr(row, "trial_id", None), "variant": row.variant,
                        "train_seed": row.train_seed, "rf_seed": row.rf_seed, "model": model, "config": config,
                        "rf": rf})
@@ -588,6 +595,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                        lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
                                                corruption_names, severity, out_dir)))
     for title, name, fn in stages:
+        stage(f"models: {name}")
         t0 = time.perf_counter()
         part = fn()
         result["timings"][f"{name}_s"] = time.perf_counter() - t0
