@@ -102,9 +102,10 @@ def plot_variants(finished: pd.DataFrame, result: rb.RobustnessResult, path: Pat
                            else "center", fontsize=8 if long_labels else 9)
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: dots = seeds, diamond = mean, bars = {_ci_label(result)} t interval "
-                     f"(n = seeds; none below {rb.MIN_SEEDS}){shown_note}", fontsize=9)
+        ax.set_title(f"{metric}{shown_note}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"dots = seeds, diamond = mean, bars = {_ci_label(result)} Student-t interval of the mean "
+                 f"(n = seeds; no interval below {rb.MIN_SEEDS})", fontsize=9)
     return _save(fig, path)
 
 
@@ -244,7 +245,8 @@ def plot_correlations(finished: pd.DataFrame, result: rb.RobustnessResult, path:
              "tab:blue"),
             (f"within variants (df = {_int(df)})", "within_r", "within_lo", "within_hi", "within_p_adj",
              "tab:orange"),
-            ("within, partial | clean acc", "within_partial_r", None, None, "within_partial_p_adj", "tab:green"))):
+            ("within, partial | clean acc", "within_partial_r", "within_partial_lo", "within_partial_hi",
+             "within_partial_p_adj", "tab:green"))):
         v = table[value].to_numpy(dtype=float)
         if not np.isfinite(v).any():
             continue
@@ -261,7 +263,8 @@ def plot_correlations(finished: pd.DataFrame, result: rb.RobustnessResult, path:
     ax.set_xlim(-1.05, 1.05)
     method = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(result.adjust, result.adjust)
     ax.set_xlabel(f"Pearson r with {result.metric}; bars = {_ci_label(result)} Fisher-z interval (none when "
-                  f"n - 3 - k < 1); * = {method}-adjusted p < 0.05 over {result.n_family} tests", fontsize=8)
+                  f"n - 3 - k < 1)\n* = {method}-adjusted p < 0.05 over the {result.n_family} association tests",
+                  fontsize=8)
     ax.set_title(f"robustness vs similarity to V1, n = {result.n_trials} trials "
                  "(rf_wasserstein = distance: V1-like is negative r)", fontsize=9)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3, frameon=False)

@@ -411,7 +411,7 @@ def similarity_measures(frame: pd.DataFrame) -> list[str]:
 
 CORR_COLUMNS = ["measure", "metric", "n_variants", "between_r", "between_p", "between_lo", "between_hi", "n_trials",
                 "within_df", "within_r", "within_p", "within_lo", "within_hi", "within_partial_r",
-                "within_partial_p", "note"]
+                "within_partial_p", "within_partial_lo", "within_partial_hi", "note"]
 
 
 def _within(x: np.ndarray, y: np.ndarray, groups: np.ndarray, z: np.ndarray | None, ci: float) -> dict:
@@ -422,7 +422,7 @@ def _within(x: np.ndarray, y: np.ndarray, groups: np.ndarray, z: np.ndarray | No
     g = int((counts >= 2).sum())
     out = {"within_df": float("nan"), "within_r": float("nan"), "within_p": float("nan"),
            "within_lo": float("nan"), "within_hi": float("nan"), "within_partial_r": float("nan"),
-           "within_partial_p": float("nan")}
+           "within_partial_p": float("nan"), "within_partial_lo": float("nan"), "within_partial_hi": float("nan")}
     if g == 0:
         return out
     xc, yc = st.centre_by(x[keep], groups[keep]), st.centre_by(y[keep], groups[keep])
@@ -432,8 +432,8 @@ def _within(x: np.ndarray, y: np.ndarray, groups: np.ndarray, z: np.ndarray | No
     if z is not None:
         zc = st.centre_by(z[keep], groups[keep])
         if np.ptp(zc) > 0 and n - g - 2 >= 1:
-            pr, pp, _, _ = st.pearson_test(st.residualise(xc, zc), st.residualise(yc, zc), ci, k=g)
-            out.update(within_partial_r=pr, within_partial_p=pp)
+            pr, pp, plo, phi = st.pearson_test(st.residualise(xc, zc), st.residualise(yc, zc), ci, k=g)
+            out.update(within_partial_r=pr, within_partial_p=pp, within_partial_lo=plo, within_partial_hi=phi)
     return out
 
 
