@@ -320,7 +320,7 @@ def _sections(name: str, result: rb.RobustnessResult, files: dict, pct: int) -> 
             "each variant's mean (df = n_trials - variants - 1, i.e. the test of the measure in a regression "
             "with one intercept per variant) and the same given clean accuracy (within_partial). "
             f"*_p_adj: {adj}-adjusted over the {result.n_family} association tests of this report.",
-            "rf_similarity_norm* divide the score by that of a same-size sample drawn from the V1 data (1 = "
+            "rf_normsim* divide the score by that of a same-size sample drawn from the V1 data (1 = "
             "as V1-like as the data itself at this unit count); *_eff* are measured on the effective filters "
             "(docs/statistics.md). rf_wasserstein/* are distances: negative r means closer to V1 is more robust."]
         s.tables.append(("correlations", result.correlations))

@@ -46,7 +46,7 @@ REFERENCE_STRATEGY = "biological"
 UNIFORM_STRATEGIES = ("uniform", "unif1", "unif2", "unif3")
 STRATEGY_COL = "params.rf.strategy"
 ALPHA_KEYS = ("rf.alpha", "rf.alpha_sf", "rf.alpha_ori", "rf.alpha_nxny", "rf.alpha_coupling")
-SIMILARITY_PREFIXES = ("rf_similarity_eff_norm", "rf_similarity_norm", "rf_similarity_eff", "rf_similarity",
+SIMILARITY_PREFIXES = ("rf_normsim_eff", "rf_normsim", "rf_similarity_eff", "rf_similarity",
                        "rf_wasserstein")
 # Params that never define a variant: seeds, names, paths, hardware.
 NON_VARIANT_PARAMS = ("params.name", "params.data.path", "params.eval.path", "params.data.cache_dir",
@@ -405,6 +405,11 @@ def similarity_measures(frame: pd.DataFrame) -> list[str]:
     per-property scores and distances."""
     names = [c[len("metrics."):] for c in frame.columns if c.startswith("metrics.")]
     names = [n for n in names if n.split("/")[0] in SIMILARITY_PREFIXES]
+    # a per-property raw score duplicates its normalised one (a constant factor per unit count):
+    # keep the normalised one only, so the family of tests is not inflated by copies
+    present = set(names)
+    names = [n for n in names if not ("/" in n and n.replace("rf_similarity", "rf_normsim", 1) in present
+                                      and n.startswith("rf_similarity"))]
     order = {p: i for i, p in enumerate(SIMILARITY_PREFIXES)}
     return sorted(names, key=lambda n: (order[n.split("/")[0]], "/" in n, n))
 
