@@ -16,6 +16,8 @@ from v1sweep.cli import main as cli_main
 
 CATEGORIES = ("noise", "blur", "weather", "digital")
 N_BOOT = 200
+CELL_TRUTH = {"biological": {"gaussian_noise": 0.5, "impulse_noise": 0.4, "fog": 0.6},
+              "unif1": {"gaussian_noise": 0.45, "impulse_noise": 0.42, "fog": 0.6}}
 
 
 def _log_trial(client, exp, parent, sweep, trial_id, overrides, metrics, status="finished", start=0):
@@ -80,6 +82,38 @@ def store(tmp_path_factory):
             _log_trial(client, exp, pid, "interp", f"a{alpha}-{seed}",
                        {"rf.strategy": "interpolated", "rf.alpha": alpha, "train.seed": seed},
                        _metrics(rng, 0.5 + 0.4 * alpha + rng.normal(0, 0.02), 0.6))
+
+    # "unpaired": biological seeds 0-3, unif1 seeds 10-13: nothing pairs.
+    exp, pid = parent("unpaired")
+    written["unpaired"] = {"parent": pid, "trials": {}}
+    for s, seeds in (("biological", range(4)), ("unif1", range(10, 14))):
+        for seed in seeds:
+            m = _metrics(rng, (0.9 if s == "biological" else 0.5) + rng.normal(0, 0.03), 0.6)
+            _log_trial(client, exp, pid, "unpaired", f"{s}-{seed}", {"rf.strategy": s, "train.seed": seed,
+                                                                     "rf.seed": seed}, m)
+            written["unpaired"]["trials"][f"{s}-{seed}"] = m
+
+    # "cells": biological vs unif1, 3 paired seeds, eval_table.csv artifacts with a known per-cell truth,
+    # plus a finished trial whose corruption evaluation was skipped (no corruption_acc).
+    exp, pid = parent("cells")
+    written["cells"] = {"parent": pid, "tables": {}}
+    for s in ("biological", "unif1"):
+        for seed in range(3):
+            shared = rng.normal(0, 0.01)
+            acc = {(c, sev): CELL_TRUTH[s][c] - 0.05 * sev + shared + rng.normal(0, 0.003)
+                   for c in CELL_TRUTH[s] for sev in (1, 2)}
+            m = _metrics(rng, 0.9 if s == "biological" else 0.5, 0.6)
+            m["corruption_acc"] = float(np.mean(list(acc.values())))
+            run = _log_trial(client, exp, pid, "cells", f"{s}-{seed}", {"rf.strategy": s, "train.seed": seed}, m)
+            table = pd.DataFrame([{"corruption": c, "category": "noise", "severity": sev, "accuracy": a, "n": 100}
+                                  for (c, sev), a in acc.items()])
+            path = root / f"eval_{s}_{seed}" / "eval_table.csv"
+            path.parent.mkdir()
+            table.to_csv(path, index=False)
+            client.log_artifact(run, str(path))
+            written["cells"]["tables"][(s, seed)] = acc
+    _log_trial(client, exp, pid, "cells", "no-eval", {"rf.strategy": "unif1", "train.seed": 7},
+               {"clean_acc": 0.6, "rf_similarity": 0.5})
 
     # "busy": one finished, one still running; "empty": a parent without trials.
     exp, pid = parent("busy")
@@ -147,11 +181,75 @@ def test_report_files_figures_and_mlflow_run(store, tmp_path):
     run = found[0]
     assert run.info.status == "FINISHED" and run.data.tags["v1sweep.sweep"] == "paper"
     assert run.data.metrics["rel_diff/corruption_acc/biological_vs_unif1"] == pytest.approx(rel["rel_diff"])
-    assert run.data.metrics["pearson_r/rf_similarity"] == pytest.approx(
-        report.result.correlations.set_index("measure").loc["rf_similarity", "pearson_r"])
+    assert run.data.metrics["within_r/rf_similarity"] == pytest.approx(
+        report.result.correlations.set_index("measure").loc["rf_similarity", "within_r"])
+    assert run.data.metrics["rel_diff/corruption_acc/biological_vs_unif1/paired"] == 1.0
+    assert run.data.params["adjust"] == "holm"
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.md", "report.html", "trials.csv", "variants.png", "similarity.png"} <= logged
     assert len(query.runs("paper", tracking_uri=store["uri"])) == 8
+
+
+def fieller(a, b, paired, level=0.95):
+    """Textbook Fieller interval for mean(a) / mean(b) - 1, solved as a quadratic in rho."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if paired:
+        n = len(a)
+        c = np.cov(a, b) / n
+        va, vb, cab, df = c[0, 0], c[1, 1], c[0, 1], n - 1
+    else:
+        va, vb, cab = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b), 0.0
+        r = a.mean() / b.mean()
+        df = (va + r * r * vb) ** 2 / (va ** 2 / (len(a) - 1) + (r * r * vb) ** 2 / (len(b) - 1))
+    t2 = stats.t.ppf(0.5 + level / 2, df) ** 2
+    qa, qb, qc = b.mean() ** 2 - t2 * vb, -2 * (a.mean() * b.mean() - t2 * cab), a.mean() ** 2 - t2 * va
+    roots = np.sort(np.roots([qa, qb, qc]).real)
+    return roots[0] - 1, roots[1] - 1
+
+
+def test_paired_and_unpaired_paths_from_the_store(store, tmp_path):
+    paper = build_report("paper", tracking_uri=store["uri"], out_dir=tmp_path / "p", log_to_mlflow=False,
+                         models=False, progress=False)
+    trials = store["written"]["paper"]["trials"]
+    a = [trials[f"biological-{k}"]["corruption_acc"] for k in range(4)]
+    b = [trials[f"unif1-{k}"]["corruption_acc"] for k in range(4)]
+    rel = paper.result.relative.query("metric == 'corruption_acc'").iloc[0]
+    assert rel["method"] == "paired Fieller" and rel["n_pairs"] == 4
+    assert (rel["ci_lo"], rel["ci_hi"]) == pytest.approx(fieller(a, b, True), rel=1e-9)
+    assert "paired Fieller" in (tmp_path / "p" / "report.md").read_text()
+
+    un = build_report("unpaired", tracking_uri=store["uri"], out_dir=tmp_path / "u", log_to_mlflow=False,
+                      models=False, progress=False)
+    trials = store["written"]["unpaired"]["trials"]
+    a = [trials[f"biological-{k}"]["corruption_acc"] for k in range(4)]
+    b = [trials[f"unif1-{k}"]["corruption_acc"] for k in range(10, 14)]
+    rel = un.result.relative.query("metric == 'corruption_acc'").iloc[0]
+    assert rel["method"].startswith("unpaired") and "0 seed pair(s) shared" in rel["note"]
+    assert (rel["ci_lo"], rel["ci_hi"]) == pytest.approx(fieller(a, b, False), rel=1e-9)
+    assert rel["rel_diff"] == pytest.approx(np.mean(a) / np.mean(b) - 1)
+
+
+def test_per_corruption_breakdown_and_trials_missing_the_metric(store, tmp_path):
+    report = build_report("cells", tracking_uri=store["uri"], out_dir=tmp_path, log_to_mlflow=False,
+                          models=False, progress=False)
+    res = report.result
+    assert res.n_trials == 6  # the trial without corruption_acc is left out ...
+    assert any("1 finished trial(s) did not log 'corruption_acc'" in w and "no-eval" in w for w in res.warnings)
+    table = res.corruptions
+    assert len(table) == 3 * 2 and set(table["method"]) == {"paired Fieller"}
+    tables = store["written"]["cells"]["tables"]
+    for row in table.itertuples():
+        a = [tables[("biological", k)][(row.corruption, row.severity)] for k in range(3)]
+        b = [tables[("unif1", k)][(row.corruption, row.severity)] for k in range(3)]
+        assert row.rel_diff == pytest.approx(np.mean(a) / np.mean(b) - 1)
+        assert (row.ci_lo, row.ci_hi) == pytest.approx(fieller(a, b, True), rel=1e-9)
+    gn = table[(table["corruption"] == "gaussian_noise")]
+    assert (gn["ci_lo"] > 0).all()  # truth +11-14 %, seed effect shared: the paired interval excludes 0
+    _check_png(tmp_path / "corruptions.png")
+    md = (tmp_path / "report.md").read_text()
+    assert "Per corruption and severity" in md and "severity 2" in md and "did not log" in md
 
 
 def test_interpolation_report_has_alpha_curve_and_few_seed_warnings(store, tmp_path):
@@ -161,7 +259,7 @@ def test_interpolation_report_has_alpha_curve_and_few_seed_warnings(store, tmp_p
     assert list(curve["alpha"]) == [0.0, 0.5, 1.0] and set(curve["n"]) == {2}
     assert report.result.alpha_trend.iloc[0]["spearman_rho"] > 0.5
     md = (tmp_path / "report.md").read_text()
-    assert "## Warnings" in md and "has 2 seed(s)" in md and "CI is wide" in md
+    assert "## Warnings" in md and "has 2 seed(s)" in md and "no interval" in md and "seeds" in md
     assert report.analysis_run_id is None
     assert _analysis_runs(store["uri"], store["written"]["interp"]["parent"])[1] == []
 
@@ -171,7 +269,7 @@ def test_empty_unfinished_and_unknown_sweeps_are_clear_errors(store, tmp_path):
         build_report("empty", tracking_uri=store["uri"], out_dir=tmp_path)
     with pytest.raises(AnalysisError, match="'busy' is unfinished .*1 running.*--partial"):
         build_report("busy", tracking_uri=store["uri"], out_dir=tmp_path)
-    with pytest.raises(query.QueryError, match="sweeps found: busy, empty, interp, paper"):
+    with pytest.raises(query.QueryError, match="sweeps found: busy, cells, empty, interp, paper, unpaired"):
         build_report("nope", tracking_uri=store["uri"], out_dir=tmp_path)
 
 
@@ -190,7 +288,7 @@ def test_cli_analyze(store, tmp_path, capsys):
                    "--out", str(tmp_path / "busy"), "--n-boot", "200"])
     text = capsys.readouterr().out
     assert rc == 0 and "partial analysis: 1 trial(s) still running or interrupted" in text
-    assert "undefined" in text  # one trial: its CI cannot be computed, and the output says so
+    assert "no interval" in text  # one trial: no interval, and the output says so
 
 
 def test_markdown_table_escapes_and_formats():

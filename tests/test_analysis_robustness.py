@@ -78,7 +78,14 @@ def test_bootstrap_ci_equals_direct_percentile_bootstrap(n, ci, seed):
 def test_bootstrap_ci_undefined_below_two_values():
     assert all(np.isnan(rb.bootstrap_ci([0.5])))
     assert all(np.isnan(rb.bootstrap_ci([])))
-    assert rb.ci_note(1) == "n=1: CI undefined" and "wide" in rb.ci_note(2) and rb.ci_note(3) == ""
+
+
+def test_ci_note_gives_no_interval_below_three_seeds_and_the_seeds_needed():
+    assert "no interval" in rb.ci_note(1) and "unknown" in rb.ci_note(1) and rb.ci_note(3, 0.01) == ""
+    note = rb.ci_note(2, 0.01, precision=0.005)
+    # textbook: smallest n with t_{n-1} * sd / sqrt(n) <= 0.005 at sd = 0.01
+    need = next(n for n in range(2, 1000) if stats.t.ppf(0.975, n - 1) * 0.01 / np.sqrt(n) <= 0.005)
+    assert "no interval" in note and f"needs {need} seeds" in note and need == 18
 
 
 def test_relative_difference_and_its_two_sample_bootstrap():
@@ -151,21 +158,22 @@ def test_variants_are_the_varying_params_without_seeds_or_names():
     assert rb.variant_columns(one) == [] and set(rb.variant_labels(one)) == {"all"}
 
 
-def test_variant_summary_means_cis_and_notes():
+def test_variant_summary_means_t_intervals_and_notes():
     frame = sweep_frame()
-    table = rb.variant_summary(frame, n_boot=300, seed=2)
+    table = rb.variant_summary(frame)
     expected = frame.groupby("params.rf.strategy", sort=False)["metrics.corruption_acc"]
     assert list(table["variant"]) == list(expected.groups)
     for row in table.itertuples():
         vals = frame.loc[frame["params.rf.strategy"] == row.variant, "metrics.corruption_acc"].to_numpy()
         assert row.n == 5 and row.mean == pytest.approx(vals.mean()) and row.std == pytest.approx(vals.std(ddof=1))
-        assert (row.ci_lo, row.ci_hi) == pytest.approx(direct_bootstrap(vals, 300, 0.95, 2), abs=1e-12)
+        ref = stats.t.interval(0.95, 4, loc=vals.mean(), scale=stats.sem(vals))
+        assert (row.ci_lo, row.ci_hi) == pytest.approx(ref, rel=1e-12)
         assert row.note == ""
     few = sweep_frame(seeds=(0,), strategies=("biological",)).pipe(
         lambda f: pd.concat([f, sweep_frame(seeds=(0, 1), strategies=("unif1",))], ignore_index=True))
     table = rb.variant_summary(few).set_index("variant")
-    assert np.isnan(table.loc["biological", "ci_lo"]) and "undefined" in table.loc["biological", "note"]
-    assert np.isfinite(table.loc["unif1", "ci_lo"]) and "wide" in table.loc["unif1", "note"]
+    assert np.isnan(table.loc["biological", "ci_lo"]) and "no interval" in table.loc["biological", "note"]
+    assert np.isnan(table.loc["unif1", "ci_lo"]) and "seeds" in table.loc["unif1", "note"]
 
 
 def test_relative_differences_table():
@@ -181,31 +189,119 @@ def test_relative_differences_table():
     assert rb.relative_differences(sweep_frame(strategies=("unif1", "unif2"))).empty
 
 
-def test_correlations_match_scipy():
-    frame = sweep_frame(seed=4)
-    table = rb.correlations(frame, n_boot=200).set_index("measure")
-    assert list(table.index) == ["rf_similarity", "rf_similarity/ori", "rf_wasserstein/sf"]
-    y, z = frame["metrics.corruption_acc"].to_numpy(), frame["metrics.clean_acc"].to_numpy()
+def fieller_textbook(a, b, paired, level=0.95):
+    """Fieller's interval for E[a]/E[b] by brute force: the rho on a fine grid whose t statistic
+    |mean_a - rho mean_b| / SE(mean_a - rho mean_b) is within the t quantile."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rho = np.linspace(0.5, 1.6, 220001)
+    if paired:
+        d = a[None, :] - rho[:, None] * b[None, :]
+        se, df = d.std(axis=1, ddof=1) / np.sqrt(len(a)), len(a) - 1
+        tstat = np.abs(d.mean(axis=1)) / se
+        inside = tstat <= stats.t.ppf(0.5 + level / 2, df)
+    else:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        r = a.mean() / b.mean()
+        df = (va + r * r * vb) ** 2 / (va ** 2 / (len(a) - 1) + (r * r * vb) ** 2 / (len(b) - 1))
+        tstat = np.abs(a.mean() - rho * b.mean()) / np.sqrt(va + rho ** 2 * vb)
+        inside = tstat <= stats.t.ppf(0.5 + level / 2, df)
+    return rho[inside].min() - 1, rho[inside].max() - 1
+
+
+def test_relative_difference_paired_when_seeds_pair_unpaired_otherwise():
+    frame = sweep_frame(strategies=("biological", "unif1"))
+    rel = rb.relative_differences(frame, ["corruption_acc"]).iloc[0]
+    a = frame.loc[frame["params.rf.strategy"] == "biological"].sort_values("params.train.seed")
+    b = frame.loc[frame["params.rf.strategy"] == "unif1"].sort_values("params.train.seed")
+    x, y = a["metrics.corruption_acc"].to_numpy(), b["metrics.corruption_acc"].to_numpy()
+    assert rel.method == "paired Fieller" and rel.n_pairs == 5 and "paired on 5 seed pairs" in rel.note
+    assert rel.rel_diff == pytest.approx(x.mean() / y.mean() - 1)
+    assert (rel.ci_lo, rel.ci_hi) == pytest.approx(fieller_textbook(x, y, True), abs=2e-5)
+    assert rel.p == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    # the same trials with seeds that do not pair (unif1 ran seeds 10..14): unpaired Welch-Fieller
+    frame.loc[frame["params.rf.strategy"] == "unif1", ["params.train.seed", "params.rf.seed"]] += 10
+    rel = rb.relative_differences(frame, ["corruption_acc"]).iloc[0]
+    assert rel.method.startswith("unpaired") and rel.n_pairs == 0 and "0 seed pair(s) shared" in rel.note
+    assert (rel.ci_lo, rel.ci_hi) == pytest.approx(fieller_textbook(x, y, False), abs=2e-5)
+    assert rel.p == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def test_relative_difference_below_three_seeds_has_no_interval_and_says_how_many():
+    frame = sweep_frame(seeds=(0, 1), strategies=("biological", "unif1"))
+    rel = rb.relative_differences(frame, ["corruption_acc"]).iloc[0]
+    assert rel.method == "none" and np.isnan(rel.ci_lo) and np.isfinite(rel.rel_diff)
+    assert "no interval" in rel.note and "seeds per strategy" in rel.note
+
+
+def confounded_frame(seed=4, n_seeds=6):
+    """Variant identity drives both similarity and robustness; within variants a weaker true link."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, (sim0, acc0) in {"biological": (0.9, 0.45), "unif1": (0.5, 0.40), "unif2": (0.6, 0.38),
+                            "unif3": (0.7, 0.44)}.items():
+        for k in range(n_seeds):
+            dev = rng.normal(0, 0.03)
+            clean = 0.6 + rng.normal(0, 0.01)
+            rows.append({"run_id": f"{s}{k}", "params.rf.strategy": s, "params.train.seed": k,
+                         "metrics.rf_similarity": sim0 + dev, "metrics.clean_acc": clean,
+                         "metrics.corruption_acc": acc0 + 0.1 * dev + 0.2 * (clean - 0.6) + rng.normal(0, 0.002),
+                         "metrics.rf_wasserstein/sf": 1 - sim0 - dev + rng.normal(0, 0.01)})
+    return pd.DataFrame(rows)
+
+
+def test_correlations_between_and_within_variants_against_textbook():
+    frame = confounded_frame()
+    table = rb.correlations(frame).set_index("measure")
+    assert list(table.index) == ["rf_similarity", "rf_wasserstein/sf"]
+    g = frame.groupby("params.rf.strategy")
     for measure, row in table.iterrows():
-        x = frame[f"metrics.{measure}"].to_numpy()
-        pr, sr = stats.pearsonr(x, y), stats.spearmanr(x, y)
-        assert (row.pearson_r, row.pearson_p) == pytest.approx((pr.statistic, pr.pvalue), rel=1e-9)
-        assert (row.spearman_rho, row.spearman_p) == pytest.approx((sr.statistic, sr.pvalue), rel=1e-9)
-        assert row.partial_r == pytest.approx(residual_partial(x, y, z), abs=1e-12)
-        assert row.partial_p == pytest.approx(ols_t_pvalue(x, y, z), rel=1e-9)
-        assert row.pearson_lo <= row.pearson_r <= row.pearson_hi and row.n == 15
-    assert table.loc["rf_similarity", "pearson_r"] > 0.5 > -0.5 > table.loc["rf_wasserstein/sf", "pearson_r"]
+        col = f"metrics.{measure}"
+        # between: scipy on the 4 variant means, Fisher-z interval with n - 3 = 1
+        mx, my = g[col].mean(), g["metrics.corruption_acc"].mean()
+        ref = stats.pearsonr(mx, my)
+        assert row.n_variants == 4 and (row.between_r, row.between_p) == pytest.approx((ref.statistic, ref.pvalue))
+        z = np.arctanh(ref.statistic)
+        assert (row.between_lo, row.between_hi) == pytest.approx(np.tanh([z - 1.959964, z + 1.959964]), abs=1e-5)
+        # within = the OLS t-test of x in y ~ variant dummies + x (df = n - 4 - 1)
+        dummies = pd.get_dummies(frame["params.rf.strategy"]).to_numpy(float)
+        x, y = frame[col].to_numpy(), frame["metrics.corruption_acc"].to_numpy()
+        design = np.column_stack([dummies, x])
+        beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ beta
+        dof = len(y) - design.shape[1]
+        se = np.sqrt(resid @ resid / dof * np.linalg.inv(design.T @ design)[-1, -1])
+        assert row.within_df == dof and row.within_p == pytest.approx(2 * stats.t.sf(abs(beta[-1] / se), dof))
+        # within partial given clean acc = the OLS t-test of x in y ~ dummies + clean + x
+        design = np.column_stack([dummies, frame["metrics.clean_acc"], x])
+        beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ beta
+        dof = len(y) - design.shape[1]
+        se = np.sqrt(resid @ resid / dof * np.linalg.inv(design.T @ design)[-1, -1])
+        assert row.within_partial_p == pytest.approx(2 * stats.t.sf(abs(beta[-1] / se), dof))
+    assert table.loc["rf_similarity", "within_r"] > 0.5 and table.loc["rf_wasserstein/sf", "within_r"] < -0.5
     assert "distance" in table.loc["rf_wasserstein/sf", "note"]
 
 
 def test_correlations_with_too_few_or_constant_values():
     frame = sweep_frame(seeds=(0,), strategies=("biological", "unif1"))
     row = rb.correlations(frame).iloc[0]
-    assert row.n == 2 and np.isnan(row.pearson_r) and np.isnan(row.pearson_lo) and "undefined" in row.note
+    assert row.n_trials == 2 and np.isnan(row.between_r) and np.isnan(row.within_r) and "undefined" in row.note
     frame = sweep_frame()
     frame["metrics.rf_similarity"] = 0.7
     row = rb.correlations(frame, measures=["rf_similarity"]).iloc[0]
-    assert np.isnan(row.pearson_r) and "constant" in row.note
+    assert np.isnan(row.between_r) and np.isnan(row.within_r)
+
+
+def test_holm_and_bh_match_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from v1sweep.analysis import stats as st
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5, 0.002])
+    ok = np.isfinite(p)
+    for mine, theirs in (("holm", "holm"), ("bh", "fdr_bh")):
+        got = st.adjust_pvalues(p, mine)
+        assert np.isnan(got[2]) and got[ok] == pytest.approx(multipletests(p[ok], method=theirs)[1])
 
 
 def test_category_breakdown_means():
@@ -218,34 +314,39 @@ def test_category_breakdown_means():
         assert row.mean == pytest.approx(frame.loc[mask, f"metrics.corruption_acc/{row.category}"].mean())
 
 
-def test_alpha_curves_and_trend():
+def test_alpha_curves_and_seed_clustered_trend():
     rng = np.random.default_rng(6)
     rows = []
-    for alpha in (0.0, 0.25, 0.5, 1.0):
-        for seed in range(3):
+    for seed in range(4):
+        offset = rng.normal(0, 0.01)  # a seed effect shared by all alphas of that seed
+        for alpha in (0.0, 0.25, 0.5, 1.0):
             rows.append({"params.rf.strategy": "interpolated", "params.rf.alpha": alpha, "params.rf.alpha_sf": None,
                          "params.train.seed": seed, "metrics.clean_acc": 0.6,
-                         "metrics.corruption_acc": 0.35 + 0.04 * alpha + rng.normal(0, 0.003)})
+                         "metrics.corruption_acc": 0.35 + offset + 0.04 * alpha + rng.normal(0, 0.003)})
     frame = pd.DataFrame(rows)
     assert rb.alpha_params(frame) == ["rf.alpha"]
-    curves, trend = rb.alpha_curves(frame, n_boot=100)
-    assert list(curves["alpha"]) == [0.0, 0.25, 0.5, 1.0] and set(curves["n"]) == {3}
+    curves, trend = rb.alpha_curves(frame)
+    assert list(curves["alpha"]) == [0.0, 0.25, 0.5, 1.0] and set(curves["n"]) == {4}
     for row in curves.itertuples():
         at_alpha = frame.loc[frame["params.rf.alpha"] == row.alpha, "metrics.corruption_acc"]
         assert row.mean == pytest.approx(at_alpha.mean())
     x, y = frame["params.rf.alpha"].to_numpy(), frame["metrics.corruption_acc"].to_numpy()
     t = trend.iloc[0]
-    assert t.pearson_r == pytest.approx(stats.pearsonr(x, y).statistic)
+    slopes = [stats.linregress(g["params.rf.alpha"], g["metrics.corruption_acc"]).slope
+              for _, g in frame.groupby("params.train.seed")]
+    ref = stats.ttest_1samp(slopes, 0.0)
+    assert t.n_seeds == 4 and t.slope == pytest.approx(np.mean(slopes)) and t.slope_p == pytest.approx(ref.pvalue)
+    assert (t.slope_lo, t.slope_hi) == pytest.approx(stats.t.interval(0.95, 3, np.mean(slopes), stats.sem(slopes)))
     assert t.spearman_rho == pytest.approx(stats.spearmanr(x, y).statistic)
-    assert t.slope == pytest.approx(np.polyfit(x, y, 1)[0]) and 0.02 < t.slope < 0.06
+    assert t.pooled_slope == pytest.approx(np.polyfit(x, y, 1)[0]) and 0.02 < t.slope < 0.06
 
 
 def test_analyze_frame_warns_about_few_seeds_and_errors_clearly():
     frame = pd.concat([sweep_frame(seeds=(0, 1), strategies=("biological",)),
                        sweep_frame(seeds=(0, 1, 2), strategies=("unif1",))], ignore_index=True)
-    result = rb.analyze_frame(frame, n_boot=100)
+    result = rb.analyze_frame(frame)
     assert result.n_trials == 5 and result.variant_columns == ["params.rf.strategy"]
-    assert any("'biological' has 2 seed(s)" in w and "wide" in w for w in result.warnings)
+    assert any("'biological' has 2 seed(s)" in w and "no interval" in w for w in result.warnings)
     assert not any("unif1' has" in w for w in result.warnings)
     assert any("biological vs unif1" in w for w in result.warnings)
     with pytest.raises(AnalysisError, match="no finished trials"):

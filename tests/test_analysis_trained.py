@@ -202,7 +202,7 @@ def analysis(store, tmp_path_factory):
 def test_analysis_writes_tables_figures_and_markdown(analysis):
     result, _ = analysis
     assert set(result["tables"]) == {"models", "electrophysiology_units", "electrophysiology_scores",
-                                     "electrophysiology_summary", "cka", "cka_summary", "subpopulations",
+                                     "electrophysiology_summary", "cka", "cka_summary", "cka_baselines", "subpopulations",
                                      "subpopulations_summary"}
     for path in result["tables"].values():
         assert len(pd.read_csv(path)) > 0

@@ -106,3 +106,17 @@ def test_layer_cka_table(tiny_models):
     b = torch.nn.functional.adaptive_avg_pool2d(layer_outputs(unif, x, "vone")["vone"], 4).flatten(1)
     row = table[(table["layer_a"] == "vone") & (table["probe"] == "clean")]
     assert row["cka"].item() == pytest.approx(linear_cka(a, b), rel=1e-6)
+
+
+def test_permutation_null_equals_cka_of_shuffled_rows():
+    from v1sweep.analysis.cka import cka_permutation_null
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((30, 6)), rng.standard_normal((30, 9))
+    null = cka_permutation_null(x, y, 25, seed=4)
+    perms = np.random.default_rng(4)
+    direct = [_hsic_cka(x, y[perms.permutation(30)]) for _ in range(25)]
+    assert null == pytest.approx(direct, rel=1e-9)
+    # a strongly related pair sits far above its null
+    z = x @ rng.standard_normal((6, 9)) + 0.1 * rng.standard_normal((30, 9))
+    assert linear_cka(x, z) > np.quantile(cka_permutation_null(x, z, 200), 0.99)

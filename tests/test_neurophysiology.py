@@ -280,3 +280,27 @@ def test_property_histogram_figure(tmp_path, gabor_units):
     path = nphys.plot_property_histograms(gabor_units, tmp_path / "props.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_benchmark_ceiling_is_the_score_of_data_samples_and_flags_unresolvable():
+    from v1sweep.rf.similarity import ks_similarity
+
+    counts = np.array([2.0, 90.0, 6.0, 2.0])
+    edges = np.arange(5.0)
+    n, draws = 30, 400
+    got = nphys.benchmark_ceiling(counts, n, draws, np.random.default_rng(1))
+    # textbook: draw n values from the data histogram (uniform inside bins) and score them
+    rng = np.random.default_rng(2)
+    direct = []
+    for _ in range(draws):
+        b = rng.choice(4, size=n, p=counts / counts.sum())
+        direct.append(ks_similarity(b + rng.uniform(0, 1, n), edges, counts))
+    assert got["ceiling"] == pytest.approx(np.mean(direct), abs=0.02)
+    assert got["resolvable"]  # 30 units tell this peaked histogram from flat
+    flat_data = nphys.benchmark_ceiling([25, 24, 26, 25], 16, draws, np.random.default_rng(1))
+    assert not flat_data["resolvable"]  # a near-flat histogram cannot be told from flat
+    units = pd.DataFrame({"preferred_orientation": np.random.default_rng(0).uniform(0, 180, 16),
+                          "responsive": True, "cell_type": "simple"})
+    row = nphys.compare_to_v1(units, ["preferred_orientation"], ceiling_draws=200).iloc[0]
+    assert row.norm_score == pytest.approx(row.score / row.ceiling) and not row.resolvable
+    assert "not resolvable" in row.note

@@ -8,7 +8,9 @@ from scipy import stats
 from v1sweep.rf import RFParams, sample
 from v1sweep.rf.empirical import TINYIMAGENET2023, VONENET2020
 from v1sweep.rf.similarity import (
+    circular_wasserstein,
     coupling_similarity,
+    effective_sf,
     expected_spearman,
     joint_ks_similarity,
     joint_wasserstein_log,
@@ -160,8 +162,13 @@ def test_rf_similarity_biological_near_one_uniform_lower():
         assert bio[f"rf_wasserstein/{prop}"] < uni[f"rf_wasserstein/{prop}"], prop
     assert bio["rf_similarity"] > 0.98 > 0.9 > uni["rf_similarity"]
     for d in (bio, uni):
-        per = [v for k, v in d.items() if k.startswith("rf_similarity/")]
-        assert len(per) == len(PROPS) and d["rf_similarity"] == pytest.approx(np.mean(per))
+        per = {k.split("/")[1]: v for k, v in d.items() if k.startswith("rf_similarity/")}
+        assert len(per) == len(PROPS)
+        # documented weights: orientation, SF (simple/complex by unit count, here equal), the joint
+        # envelope score (nx, ny weight 0) and the coupling, each group once
+        expected = np.mean([per["orientation"], (per["sf_simple"] + per["sf_complex"]) / 2, per["nxny"],
+                            per["sf_nx"]])
+        assert d["rf_similarity"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_rf_similarity_point_mass_far_away_is_near_zero():
@@ -205,3 +212,52 @@ def test_plot_rf_histograms_writes_png(tmp_path):
     assert img.shape[0] > 300 and img.shape[1] > 600 and img[..., :3].std() > 0.05
     out = plot_rf_histograms(sample("biological", 0, 20, seed=0), tmp_path / "c.png", preset="vonenet2020")
     assert out.stat().st_size > 10_000
+
+
+def test_circular_wasserstein_wraps_orientation():
+    # data uniform on [90, 180), model a point mass at 0 (= 180): on the circle the mean distance
+    # min(x, 180 - x) over x in [90, 180) is 45 degrees (on the line it would be 135)
+    assert circular_wasserstein([0.0] * 7, (0, 90, 180), (0, 1)) == pytest.approx(45.0, abs=1e-6)
+    assert circular_wasserstein([179.0], (-22.5, 157.5), (1,)) == pytest.approx(45.0, abs=1e-6)
+    # brute force: min over c of the integral |F_m - F_d - c| on a fine grid of one period
+    rng = np.random.default_rng(0)
+    edges, counts = (-22.5, 22.5, 67.5, 112.5, 157.5), (66, 49, 77, 54)
+    values = rng.uniform(0, 180, 40)
+    grid = np.linspace(-22.5, 157.5, 360_001)[:-1]
+    vals = -22.5 + np.mod(values + 22.5, 180)
+    fm = np.searchsorted(np.sort(vals), grid, side="right") / len(vals)
+    fd = np.interp(grid, edges, np.concatenate([[0], np.cumsum(counts) / np.sum(counts)]))
+    g = fm - fd
+    brute = min(np.abs(g - c).mean() * 180 for c in np.linspace(g.min(), g.max(), 2001))
+    assert circular_wasserstein(values, edges, counts) == pytest.approx(brute, rel=2e-3)
+
+
+def test_normalised_similarity_is_comparable_across_unit_counts():
+    small = [rf_similarity(sample("biological", 16, 16, seed=s)) for s in range(100, 110)]
+    large = rf_similarity(sample("biological", 512, 512, seed=100))
+    # raw scores of data-like units depend on n (KS sampling noise); normalised ones are ~1 at both
+    assert np.mean([d["rf_similarity"] for d in small]) < large["rf_similarity"] - 0.05
+    assert np.mean([d["rf_normsim"] for d in small]) == pytest.approx(1.0, abs=0.03)
+    assert large["rf_normsim"] == pytest.approx(1.0, abs=0.02)
+    # the ceiling is the mean aggregate score of 20 biological draws of the same size (seeds 0..19)
+    draws = [rf_similarity(sample("biological", 16, 16, seed=k), normalise=False)["rf_similarity"] for k in range(20)]
+    assert small[0]["rf_similarity_ceiling"] == pytest.approx(np.mean(draws), abs=1e-12)
+    assert small[0]["rf_normsim"] == pytest.approx(small[0]["rf_similarity"] / np.mean(draws))
+
+
+def test_effective_sf_recovers_a_wide_gabor_and_flags_truncation():
+    ppd = 32.0
+    half = 48
+    i, j = np.mgrid[-half:half + 1, -half:half + 1]
+    def kernel(sf_cpd, n_cycles, size):
+        f = sf_cpd / ppd
+        sigma = n_cycles / f
+        k = np.exp(-0.5 * (i ** 2 + j ** 2) / sigma ** 2) * np.cos(2 * np.pi * f * i)
+        c = half - size // 2
+        return k[c:c + size, c:c + size]
+    # a filter that fits its kernel is read at its nominal SF (within the 1/128 grid step)
+    got = effective_sf(np.stack([kernel(4.0, 1.0, 97)]), ppd, pad=256)
+    assert got[0] == pytest.approx(4.0, abs=ppd / 256)
+    # a low-SF filter truncated to 15 px reads far from nominal (> 0.5 octave)
+    low = effective_sf(np.stack([kernel(0.6, 1.0, 15)]), ppd)
+    assert abs(np.log2(low[0] / 0.6)) > 0.5

@@ -139,6 +139,37 @@ def test_compare_variants_table_and_figure(variants, tmp_path):
     assert row["weight_share"] == pytest.approx(share.item(), rel=1e-9)
     data = fig.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    # per-unit and equal-size ablation: eq_units = the smallest group of the grouping over both variants
+    assert row["delta_clean_acc_per_unit"] == pytest.approx(row["delta_clean_acc"] / len(idx))
+    sizes = table.groupby("grouping")["n_units"].min()
+    assert (table["eq_units"] == table["grouping"].map(sizes)).all() and (table["eq_draws"] == 3).all()
+
+
+def test_equal_size_ablation_by_hand(variants):
+    models, rfs = variants
+    images, labels = _images(12)
+    noise = lambda x: (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)  # noqa: E731
+    table, _ = sp.compare_variants(models, rfs, images, labels, noise, groupings=("orientation",), figure_path=None,
+                                   eq_draws=2, seed=5)
+    sizes = [int((sp.group_units(rfs[v], "orientation") == g).sum()) for v in models for g in ("cardinal", "oblique")]
+    m = min(sizes)
+    assert max(sizes) > m  # unequal groups: the subsets are real subsets somewhere
+    # replay the documented draws: one generator (seed 5), variants in order, groups in order, 2 subsets each
+    rng = np.random.default_rng(5)
+    corrupt = noise(images.clone())
+    for variant in models:
+        twin_base = sp.accuracy(models[variant], corrupt, labels)
+        for group in table.loc[table["variant"] == variant, "group"]:
+            idx = np.flatnonzero(sp.group_units(rfs[variant], "orientation") == group)
+            deltas = []
+            for _ in range(2):
+                sub = np.sort(rng.choice(idx, m, replace=False))
+                twin = copy.deepcopy(models[variant])
+                with torch.no_grad():
+                    sp._front_end(twin)[1].weight[:, sub] = 0
+                deltas.append(sp.accuracy(twin, corrupt, labels) - twin_base)
+            row = table[(table["variant"] == variant) & (table["group"] == group)].iloc[0]
+            assert row["eq_units"] == m and row["eq_delta_corruption_acc"] == pytest.approx(np.mean(deltas))
 
 
 def test_compare_variants_rejects_plain_models_and_bad_options(variants):

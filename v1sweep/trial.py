@@ -147,6 +147,32 @@ def sample_rf(config: TrialConfig) -> RFParams | None:
                   **config.rf.sampler_options())
 
 
+EFFECTIVE_KEYS = ("rf_similarity", "rf_normsim", "rf_similarity/sf_simple", "rf_similarity/sf_complex",
+                  "rf_similarity/sf_nx", "rf_similarity/nxny", "rf_normsim/sf_simple", "rf_normsim/sf_complex")
+
+
+def effective_similarity(block: Any, rf: RFParams, preset: str) -> dict[str, float]:
+    """Similarity measured on the filters as built: each unit's SF read from its (ksize-truncated)
+    kernel's spectrum (`v1sweep.rf.similarity.effective_sf`). Logged as ``rf_similarity_eff*`` and
+    ``rf_normsim_eff*`` beside the nominal ``rf_similarity*`` / ``rf_normsim*``, with ``rf_eff_sf_off_frac``, the share of units whose effective
+    SF is more than half an octave from the nominal one (the metric names say which is which)."""
+    from v1sweep.rf.similarity import effective_rf, effective_sf, rf_similarity
+
+    kernels = block.kernels.detach().cpu().numpy()
+    quad = np.zeros_like(kernels)
+    if block.kernels_quadrature.shape[0]:
+        quad[np.asarray(rf.complex, dtype=bool)] = block.kernels_quadrature.detach().cpu().numpy()
+    sf = effective_sf(kernels, block.ppd, quad)
+    scores = rf_similarity(effective_rf(rf, sf), preset=preset)
+    out = {}
+    for key, value in scores.items():
+        if key in EFFECTIVE_KEYS:
+            head, sep, prop = key.partition("/")
+            out[f"{head}_eff{sep}{prop}"] = value
+    out["rf_eff_sf_off_frac"] = float(np.mean(np.abs(np.log2(sf / np.asarray(rf.sf))) > 0.5))
+    return out
+
+
 def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path, log: Log) -> None:
     (rf if rf is not None else empty_rf()).to_csv(out_dir / "rf_params.csv")
     if rf is None:
@@ -212,6 +238,8 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
     num_classes = len(data.classes)
     seed_everything(config.train.seed)  # weights: the training seed, not the Gabor seed
     model = build_model(config, rf, num_classes).to(device)
+    if rf is not None and getattr(model, "vone", None) is not None:
+        metrics.update(effective_similarity(model.vone, rf, config.rf.preset))
     fp = config_fingerprint(config)
     ckpt = out_dir / CHECKPOINT if config.train.checkpoint else None
     if ckpt is not None and ckpt.exists():

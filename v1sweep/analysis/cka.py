@@ -50,6 +50,26 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
     return float(num / den) if float(den) > 0 else float("nan")
 
 
+def cka_permutation_null(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, n_perm: int,
+                         seed: int = 0) -> np.ndarray:
+    """Linear CKA of `x` against `y` with y's rows (examples) shuffled, `n_perm` times: the CKA two
+    unrelated representations of these examples reach by chance (it is not 0 for few examples or
+    many features). Kernel form with the centred Grams computed once; returns the n_perm values."""
+    x, y = _as_matrix(x), _as_matrix(y)
+    x = x - x.mean(0, keepdim=True)
+    y = y - y.mean(0, keepdim=True)
+    k, l = x @ x.T, y @ y.T
+    den = float(torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(l))
+    if den == 0:
+        return np.full(n_perm, np.nan)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_perm)
+    for i in range(n_perm):
+        p = torch.as_tensor(rng.permutation(x.shape[0]))
+        out[i] = float((k * l[p][:, p]).sum()) / den
+    return out
+
+
 def _to_unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (0-255) or float [0, 1] images -> float [0, 1]."""
     if images.dtype == torch.uint8:
@@ -136,4 +156,4 @@ def layer_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor,
     return pd.DataFrame(rows)
 
 
-__all__ = ["collect_activations", "layer_cka", "linear_cka"]
+__all__ = ["cka_permutation_null", "collect_activations", "layer_cka", "linear_cka"]

@@ -348,12 +348,37 @@ class ElectrophysiologyResult:
         return float(vals.mean()) if len(vals) else float("nan")
 
 
+def _ks_hist(h: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """1 - KS/KS_max of histograms `h` (draws x bins) against the data's `counts` (rows vectorised)."""
+    fd = np.cumsum(counts) / counts.sum()
+    fm = np.cumsum(h, axis=-1) / h.sum(axis=-1, keepdims=True)
+    ks = np.abs(fm - fd).max(axis=-1)
+    ks_max = max(1.0 - fd[0], fd[:-1].max(initial=0.0))
+    return 1.0 - ks / ks_max if ks_max > 0 else np.ones(len(h))
+
+
+def benchmark_ceiling(counts: Sequence[float], n: int, draws: int, rng: np.random.Generator) -> dict[str, float]:
+    """Scores of `draws` samples of `n` units drawn from the data histogram itself (the ceiling:
+    what a perfectly V1-like model with n units scores) and from a flat histogram over the same
+    bins (the floor: a model that knows nothing); resolvable when the ceiling's 2.5 % quantile lies
+    above the floor's 97.5 % quantile, i.e. n units can tell V1 from flat on this benchmark."""
+    c = np.asarray(counts, dtype=float)
+    ceil = _ks_hist(rng.multinomial(n, c / c.sum(), size=draws).astype(float), c)
+    flat = _ks_hist(rng.multinomial(n, np.full(len(c), 1 / len(c)), size=draws).astype(float), c)
+    return {"ceiling": float(ceil.mean()), "ceiling_lo": float(np.quantile(ceil, 0.025)),
+            "floor": float(flat.mean()), "floor_hi": float(np.quantile(flat, 0.975)),
+            "resolvable": bool(np.quantile(ceil, 0.025) > np.quantile(flat, 0.975))}
+
+
 def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = None, *,
-                  n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+                  n_boot: int = 0, seed: int = 0, ceiling_draws: int = 0) -> pd.DataFrame:
     """Score each property's distribution against the published V1 histogram (Brain-Score style,
     `v1sweep.rf.similarity.ks_similarity`). With `n_boot` > 0 the score is averaged over bootstrap
     resamples of model units of the data's sample size, as Brain-Score does. `benchmarks` are
-    registry names or `V1Benchmark` objects (e.g. a Ringach entry `.with_counts(...)`)."""
+    registry names or `V1Benchmark` objects (e.g. a Ringach entry `.with_counts(...)`).
+
+    With `ceiling_draws` > 0 each score gets its ceiling at the model's unit count
+    (`benchmark_ceiling`), ``norm_score`` = score / ceiling and ``resolvable``."""
     from v1sweep.analysis.v1_benchmarks import get_benchmark, list_benchmarks
     from v1sweep.rf.similarity import ks_similarity
 
@@ -367,6 +392,9 @@ def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = Non
                "n_data": int(bench.n) if bench.counts is not None else 0,
                "model_median": float(np.median(values)) if len(values) else float("nan"),
                "score": float("nan"), "score_std": float("nan"), "note": ""}
+        if ceiling_draws > 0:
+            row.update(ceiling=float("nan"), ceiling_lo=float("nan"), floor=float("nan"), floor_hi=float("nan"),
+                       resolvable=False, norm_score=float("nan"))
         if bench.counts is None:
             row["note"] = "published counts not bundled; pass V1Benchmark.with_counts(...)"
         elif len(values) == 0:
@@ -378,6 +406,12 @@ def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = Non
                 row["score"], row["score_std"] = float(np.mean(draws)), float(np.std(draws))
             else:
                 row["score"] = float(ks_similarity(values, bench.edges, bench.counts))
+            if ceiling_draws > 0:
+                row.update(benchmark_ceiling(bench.counts, len(values), ceiling_draws, rng))
+                row["norm_score"] = row["score"] / row["ceiling"] if row["ceiling"] > 0 else float("nan")
+                if not row["resolvable"]:
+                    row["note"] = (f"not resolvable with {len(values)} units: a flat histogram scores "
+                                   f"{row['floor']:.2f}, the data itself {row['ceiling']:.2f}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -386,18 +420,19 @@ def electrophysiology(model: nn.Module, *, image_size: int, visual_degrees: floa
                       position: tuple[int, int] | None = None, radii: Sequence[float] | None = None,
                       sfs: Sequence[float] | None = None, batch_size: int = 256,
                       benchmarks: Sequence[object] | None = None, n_boot: int = 0, seed: int = 0,
-                      fast: bool = True) -> ElectrophysiologyResult:
+                      fast: bool = True, ceiling_draws: int = 0) -> ElectrophysiologyResult:
     """Run the grating protocol on `model` (or its `layer`), measure every unit, score against V1.
 
     Radii default to a quarter, half and all of the image's half-width (`gratings.default_radii`);
-    fewer radii or SFs make it proportionally faster."""
+    fewer radii or SFs make it proportionally faster. `ceiling_draws` > 0 adds each score's
+    same-size data ceiling, normalised score and resolvability (`compare_to_v1`)."""
     kwargs = {} if sfs is None else {"sfs": tuple(sfs)}
     protocol = GratingProtocol(image_size=image_size, visual_degrees=visual_degrees,
                                radii=None if radii is None else tuple(radii), **kwargs)
     resp, base = measure_responses(model, protocol, layer=layer, position=position, batch_size=batch_size,
                                    fast=fast)
     units = unit_properties(resp, protocol, base)
-    scores = compare_to_v1(units, benchmarks, n_boot=n_boot, seed=seed)
+    scores = compare_to_v1(units, benchmarks, n_boot=n_boot, seed=seed, ceiling_draws=ceiling_draws)
     return ElectrophysiologyResult(units, scores, protocol, layer, protocol.note)
 
 

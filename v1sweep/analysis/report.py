@@ -26,6 +26,7 @@ import pandas as pd
 
 from v1sweep.analysis import AnalysisError
 from v1sweep.analysis import robustness as rb
+from v1sweep.analysis.progress import Progress
 
 PUBLISHED_REL_DIFF = 0.0872  # biological vs uniform, Barbulescu, Marques & Oliveira 2023
 HEADLINE_METRICS = ("clean_acc", "corruption_acc")
@@ -58,13 +59,17 @@ class Section:
 def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | Path | None = None,
                  metric: str = rb.DEFAULT_METRIC, n_boot: int = rb.N_BOOT, ci: float = 0.95, seed: int = 0,
                  partial: bool = False, all_parents: bool = False, log_to_mlflow: bool = True,
-                 models: bool = True) -> Report:
+                 models: bool = True, adjust: str = rb.ADJUST, progress: bool = True) -> Report:
     """Analyse a sweep's finished trials and write + log the report.
 
     Raises `AnalysisError` for a sweep with no finished trials, or one still running (unless
     `partial`); `v1sweep.query.QueryError` for an unknown sweep or store. With `models`, the trained
     networks logged by the trials (``model.pt``) are analysed too: in-silico electrophysiology of
-    their V1 blocks, CKA against the biological model of the same seeds, and sub-populations.
+    their V1 blocks, CKA against the biological model of the same seeds with its baselines, and
+    sub-populations. `n_boot` draws make the permutation null of CKA and the same-size data
+    samples behind the V1-benchmark ceilings; `seed` seeds them. `adjust` ('holm' or 'bh') is the
+    multiple-test correction over the association tests. `progress`: one line (or a tqdm bar on a
+    terminal) per stage on stderr.
     """
     from v1sweep import query
 
@@ -88,30 +93,106 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
     finished = table[table["status"] == "finished"].reset_index(drop=True)
     if finished.empty:
         raise AnalysisError(f"sweep {name!r} has no finished trials ({state}); see `v1sweep status`")
-    result = rb.analyze_frame(finished, metric, n_boot=n_boot, ci=ci, seed=seed)
-    if unfinished:
-        result.warnings.insert(0, f"partial analysis: {unfinished} trial(s) still running or interrupted")
+    finished, left_out = _with_metric(finished, metric)
 
-    out = Path(out_dir) if out_dir is not None else Path("analysis") / _safe(name)
-    out.mkdir(parents=True, exist_ok=True)
-    client = run_id = None
-    if log_to_mlflow:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=ref.tracking_uri)
-        run_id = client.create_run(parent.info.experiment_id, run_name=f"analysis-{name}", tags={
-            "mlflow.parentRunId": parent.info.run_id, "v1sweep.role": "analysis", "v1sweep.sweep": name,
-            "v1sweep.analysis": "robustness"}).info.run_id
+    prog = Progress(4 + (4 if models else 0) + (1 if log_to_mlflow else 0), enabled=progress)
     try:
-        report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
-                        n_boot=n_boot, ci=ci, seed=seed, models=models)
-        if client is not None:
-            _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
-    except BaseException:
-        if client is not None:
-            client.set_terminated(run_id, "FAILED")
-        raise
+        prog.stage("per-corruption accuracies (eval_table.csv of each trial)")
+        cells, cell_note = load_corruption_cells(finished, ref.tracking_uri)
+        prog.stage("statistics")
+        result = rb.analyze_frame(finished, metric, ci=ci, adjust=adjust, cells=cells)
+        if left_out:
+            result.warnings.insert(0, left_out)
+        if cell_note:
+            result.warnings.append(cell_note)
+        if unfinished:
+            result.warnings.insert(0, f"partial analysis: {unfinished} trial(s) still running or interrupted")
+
+        out = Path(out_dir) if out_dir is not None else Path("analysis") / _safe(name)
+        out.mkdir(parents=True, exist_ok=True)
+        client = run_id = None
+        if log_to_mlflow:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=ref.tracking_uri)
+            run_id = client.create_run(parent.info.experiment_id, run_name=f"analysis-{name}", tags={
+                "mlflow.parentRunId": parent.info.run_id, "v1sweep.role": "analysis", "v1sweep.sweep": name,
+                "v1sweep.analysis": "robustness"}).info.run_id
+        try:
+            report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
+                            n_boot=n_boot, ci=ci, seed=seed, models=models, progress=prog)
+            if client is not None:
+                prog.stage("logging to MLflow")
+                _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
+        except BaseException:
+            if client is not None:
+                client.set_terminated(run_id, "FAILED")
+            raise
+    finally:
+        prog.close()
     return report
+
+
+def _with_metric(finished: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+    """The finished trials that logged `metric`, and a note naming those left out (e.g. trials whose
+    corruption evaluation was skipped). An unknown metric stays an error (raised by `rb._col`)."""
+    col = rb._col(finished, metric)
+    missing = finished[col].isna()
+    if not missing.any():
+        return finished, ""
+    ids = ", ".join(map(str, finished.loc[missing, "trial_id" if "trial_id" in finished else "run_id"].head(8)))
+    more = " ..." if missing.sum() > 8 else ""
+    kept = finished[~missing].reset_index(drop=True)
+    if kept.empty:
+        raise AnalysisError(f"no finished trial logged {metric!r}")
+    return kept, (f"{int(missing.sum())} finished trial(s) did not log {metric!r} (e.g. corruption evaluation "
+                  f"skipped) and are left out: {ids}{more}")
+
+
+def load_corruption_cells(finished: pd.DataFrame, tracking_uri: str) -> tuple[pd.DataFrame, str]:
+    """Accuracy per (corruption, severity) of every trial, read from its ``eval_table.csv`` artifact.
+
+    Trials without the artifact fall back to their ``corruption_acc/<name>`` metrics (severity 0 =
+    mean over severities) and the note says so. Returns a long table run_id, corruption, severity,
+    accuracy.
+    """
+    import tempfile
+
+    from v1sweep.corruptions.catalog import CORRUPTIONS
+
+    rows, fallback = [], 0
+    client = None
+    with tempfile.TemporaryDirectory(prefix="v1sweep-cells-") as tmp:
+        for k, row in enumerate(finished.itertuples(index=False)):
+            run_id = getattr(row, "run_id")
+            table = None
+            try:
+                if client is None:
+                    from mlflow.tracking import MlflowClient
+
+                    client = MlflowClient(tracking_uri=tracking_uri)
+                path = client.download_artifacts(run_id, "eval_table.csv", str(Path(tmp) / str(k)))
+                table = pd.read_csv(path)
+            except Exception:  # noqa: BLE001 - no artifact (older trial, or evaluation skipped)
+                table = None
+            if table is not None and {"corruption", "severity", "accuracy"} <= set(table.columns):
+                for r in table.itertuples(index=False):
+                    rows.append((run_id, r.corruption, int(r.severity), float(r.accuracy)))
+                continue
+            fallback += 1
+            for name in CORRUPTIONS:
+                col = f"metrics.corruption_acc/{name}"
+                if col in finished.columns and np.isfinite(float(finished.loc[k, col])):
+                    rows.append((run_id, name, 0, float(finished.loc[k, col])))
+    cells = pd.DataFrame(rows, columns=["run_id", "corruption", "severity", "accuracy"])
+    note = ""
+    if fallback and not cells.empty:
+        note = (f"{fallback} trial(s) have no eval_table.csv: their per-corruption accuracies are means over "
+                "severities (severity 0 in the breakdown)")
+    if fallback and len(cells["severity"].unique()) > 1 and (cells["severity"] == 0).any():
+        cells = cells[cells["severity"] != 0]  # mixing means and per-severity cells would mislead
+        note += "; left out of the per-severity breakdown"
+    return cells, note
 
 
 def _safe(text: str) -> str:
@@ -138,37 +219,43 @@ def trial_table(finished: pd.DataFrame, result: rb.RobustnessResult) -> pd.DataF
 
 def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, result: rb.RobustnessResult,
            counts: dict, state: str, run_id: str | None, *, n_boot: int, ci: float, seed: int,
-           models: bool = True) -> Report:
+           models: bool = True, progress: Progress | None = None) -> Report:
     from v1sweep.analysis import report_figures as figs
     from v1sweep.store import mask_uri
 
+    prog = progress or Progress(1, enabled=False)
     files: dict[str, Path] = {}
     trials = trial_table(finished, result)
     tables = {"trials": trials, "variants": result.variants, "clean": result.clean, "relative": result.relative,
               "correlations": result.correlations, "categories": result.categories, "alpha": result.alpha,
-              "alpha_trend": result.alpha_trend}
+              "alpha_trend": result.alpha_trend, "corruptions": result.corruptions}
     for key, frame in tables.items():
         if key == "trials" or not frame.empty:
             path = out / f"{key}.csv"
             frame.to_csv(path, index=False)
             files[f"{key}.csv"] = path
+    prog.stage("figures")
     for fname, draw in (("variants.png", figs.plot_variants), ("categories.png", figs.plot_categories),
-                        ("similarity.png", figs.plot_similarity), ("correlations.png", figs.plot_correlations),
-                        ("alpha.png", figs.plot_alpha)):
+                        ("corruptions.png", figs.plot_corruptions), ("similarity.png", figs.plot_similarity),
+                        ("correlations.png", figs.plot_correlations), ("alpha.png", figs.plot_alpha)):
         if draw(finished, result, out / fname):
             files[fname] = out / fname
 
     pct = int(round(ci * 100))
     sections = _sections(name, result, files, pct)
     if models:
-        sections += _model_sections(finished, uri, out, files)
+        sections += _model_sections(finished, uri, out, files, n_boot=n_boot, seed=seed, progress=prog)
+    prog.stage("writing the report")
+    method = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}[result.adjust]
     meta = [f"Parent run `{parent.info.run_id}` (experiment {parent.info.experiment_id}) in "
             f"`{mask_uri(uri)}`" + (f"; this analysis is MLflow run `{run_id}`." if run_id else "."),
             f"Trials: {state}; analysed: the {result.n_trials} finished trial(s) with `{result.metric}`.",
             "Variants are defined by: " + (", ".join(f"`{c[len('params.'):]}`" for c in result.variant_columns)
                                            or "nothing varies (one variant, 'all')") + "; seeds are replicates.",
-            f"CIs: {pct}% percentile bootstrap, {n_boot} resamples, seed {seed}; fewer than "
-            f"{rb.MIN_SEEDS} seeds per variant make a CI wide (n = 2) or undefined (n = 1)."]
+            f"Intervals ({pct}%): Student-t for means and seed-level slopes, Fieller for the relative difference "
+            f"(seed-paired when trials share seeds, else unpaired with Welch df), Fisher z for correlations; "
+            f"none below {rb.MIN_SEEDS} seeds. Association p-values are {method}-adjusted over the "
+            f"{result.n_family} tests of this report. Methods: docs/statistics.md."]
     summary = _summary(name, parent, result, counts, run_id)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     files["summary.json"] = out / "summary.json"
@@ -181,13 +268,16 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
                   counts=counts, analysis_run_id=run_id, summary=summary)
 
 
-def _model_sections(finished: pd.DataFrame, uri: str, out: Path, files: dict) -> list[Section]:
+def _model_sections(finished: pd.DataFrame, uri: str, out: Path, files: dict, *, n_boot: int = rb.N_BOOT,
+                    seed: int = 0, progress: Progress | None = None) -> list[Section]:
     """The study's model-level analyses on the trained networks; a failure becomes a note, not a crash."""
     from v1sweep.analysis.trained import analyze_sweep_models
 
     folder = out / "models"
+    prog = progress or Progress(1, enabled=False)
     try:
-        found = analyze_sweep_models(finished, tracking_uri=uri, out_dir=folder, log=lambda msg: None)
+        found = analyze_sweep_models(finished, tracking_uri=uri, out_dir=folder, log=prog.note, stage=prog.stage,
+                                     n_perm=n_boot, seed=seed)
     except Exception as exc:  # noqa: BLE001 - the statistics above stand on their own
         return [Section("Trained models", text=[f"Model analyses skipped: {type(exc).__name__}: {exc}"])]
     for path in list(found["tables"].values()) + list(found["figures"].values()):
@@ -208,42 +298,92 @@ def _sections(name: str, result: rb.RobustnessResult, files: dict, pct: int) -> 
     if result.warnings:
         sections.append(Section("Warnings", text=[f"- {w}" for w in result.warnings]))
     s = Section(f"{result.metric} per variant", tables=[(f"{result.metric}, mean over seeds", result.variants)])
+    s.text.append(f"n = seeds of the variant; std = seed SD; ci = {pct}% Student-t interval of the mean "
+                  f"(mean +- t_(n-1) std / sqrt(n)); below {rb.MIN_SEEDS} seeds no interval, and the note gives "
+                  f"the seeds a +-{rb.PRECISION_MEAN:g} interval would need at the observed seed SD.")
     if not result.clean.empty:
         s.tables.append(("clean_acc, mean over seeds", result.clean))
     s.figures = [f for f in ("variants.png",) if f in files]
     sections.append(s)
-    rel = result.relative
-    s = Section("Biological vs uniform: relative robustness difference")
-    if rel.empty:
-        s.text.append("Not computed: the sweep does not hold both biological and uniform-strategy trials.")
-    else:
-        for row in rel[rel["metric"] == result.metric].itertuples():
-            s.text.append(f"- {row.reference} vs {row.other}: {_pct(row.rel_diff)} "
-                          f"[{pct}% CI {_pct(row.ci_lo)}, {_pct(row.ci_hi)}] (n = {row.n_reference} vs {row.n_other})"
-                          + (f" — {row.note}" if row.note else ""))
-        s.text.append(f"Published (Tiny ImageNet, ResNet18, biological vs uniform): {_pct(PUBLISHED_REL_DIFF)}.")
-        s.tables.append(("(acc_reference - acc_other) / acc_other", rel))
-    sections.append(s)
+    sections.append(_relative_section(result, pct))
+    if not result.corruptions.empty:
+        sections.append(_corruption_section(result, files, pct))
     s = Section(f"{result.metric} vs similarity to V1")
     if result.correlations.empty:
         s.text.append("No similarity metrics (rf_similarity*, rf_wasserstein*) were logged by these trials.")
     else:
-        s.text.append("Pearson r and Spearman rho over trials with bootstrap CIs (trials resampled); partial r "
-                      "controls for clean accuracy. rf_wasserstein/* are distances: negative r means runs closer "
-                      "to V1 are more robust.")
+        adj = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[result.adjust]
+        s.text += [
+            "Two associations that are not confounded with each other: **between** variants, the Pearson r of "
+            "the variant means (n_variants points, t-test with n - 2 df, Fisher-z interval: variant identity is "
+            "the unit, so n is small); **within** variants, the Pearson r of the seed-level deviations from "
+            "each variant's mean (df = n_trials - variants - 1, i.e. the test of the measure in a regression "
+            "with one intercept per variant) and the same given clean accuracy (within_partial). "
+            f"*_p_adj: {adj}-adjusted over the {result.n_family} association tests of this report.",
+            "rf_normsim* divide the score by that of a same-size sample drawn from the V1 data (1 = "
+            "as V1-like as the data itself at this unit count); *_eff* are measured on the effective filters "
+            "(docs/statistics.md). rf_wasserstein/* are distances: negative r means closer to V1 is more robust."]
         s.tables.append(("correlations", result.correlations))
         s.figures = [f for f in ("correlations.png", "similarity.png") if f in files]
     sections.append(s)
     if not result.categories.empty:
-        sections.append(Section("Per corruption category", tables=[("mean accuracy per category", result.categories)],
-                                figures=[f for f in ("categories.png",) if f in files]))
+        sections.append(Section("Per corruption category", text=[
+            f"Mean of corruption_acc/<category> over seeds with its {pct}% t interval, per variant."],
+            tables=[("mean accuracy per category", result.categories)],
+            figures=[f for f in ("categories.png",) if f in files]))
     if not result.alpha.empty:
-        sections.append(Section(f"{result.metric} vs interpolation alpha (0 = uniform, 1 = biological)",
-                                tables=[("curve", result.alpha), ("trend over trials", result.alpha_trend)],
-                                figures=[f for f in ("alpha.png",) if f in files]))
+        sections.append(Section(f"{result.metric} vs interpolation alpha (0 = uniform, 1 = biological)", text=[
+            f"Curve: mean over seeds at each alpha with its {pct}% t interval. Trend (dose-response): the OLS "
+            "slope of the metric on alpha fitted within each seed (a seed is a cluster: its trials share "
+            f"initialisation and data order), averaged over seeds, with a {pct}% t interval over seeds "
+            "(df = seeds - 1) and its p (adjusted in slope_p_adj); pooled_slope and spearman_rho ignore the "
+            "clustering and are descriptive only."],
+            tables=[("curve", result.alpha), ("dose-response per alpha", result.alpha_trend)],
+            figures=[f for f in ("alpha.png",) if f in files]))
     csvs = ", ".join(f"[{k}]({k})" for k in files if k.endswith(".csv"))
     sections.append(Section("Files", text=[f"Tables as CSV: {csvs}."]))
     return sections
+
+
+def _relative_section(result: rb.RobustnessResult, pct: int) -> Section:
+    rel = result.relative
+    s = Section("Biological vs uniform: relative robustness difference")
+    if rel.empty:
+        s.text.append("Not computed: the sweep does not hold both biological and uniform-strategy trials.")
+        return s
+    s.text.append(f"(mean_biological - mean_X) / mean_X with a {pct}% Fieller interval: seed-paired when the two "
+                  "strategies' trials share train.seed / rf.seed (their difference then cancels the seed's "
+                  "shared initialisation and data order), else unpaired with Welch df; p of the paired or "
+                  "Welch t-test; se = delta-method standard error. The method and why are in each row.")
+    for row in rel[rel["metric"] == result.metric].itertuples():
+        ci_text = (f"[{pct}% CI {_pct(row.ci_lo)}, {_pct(row.ci_hi)}], {row.method}" if np.isfinite(row.ci_lo)
+                   else "no interval")
+        n_text = f"{row.n_pairs} pairs" if row.method.startswith("paired") else f"n = {row.n_reference} vs {row.n_other}"
+        s.text.append(f"- {row.reference} vs {row.other}: {_pct(row.rel_diff)} {ci_text} ({n_text})"
+                      + (f" — {row.note}" if row.note else ""))
+    s.text.append(f"Published (Tiny ImageNet, ResNet18, biological vs uniform): {_pct(PUBLISHED_REL_DIFF)}.")
+    s.tables.append(("(acc_reference - acc_other) / acc_other", rel))
+    return s
+
+
+def _corruption_section(result: rb.RobustnessResult, files: dict, pct: int) -> Section:
+    table = result.corruptions
+    adj = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[result.adjust]
+    s = Section("Per corruption and severity: biological vs uniform", text=[
+        f"The relative difference of each (corruption, severity) cell, same method as above ({pct}% interval; "
+        f"p_adj: {adj}-adjusted over the {int(np.isfinite(table['p'].to_numpy(float)).sum())} cells). The "
+        "study's effect is corruption-specific, so this is the table to read."])
+    for other, sub in table.groupby("other", sort=False):
+        wide = sub.assign(cell=[f"{100 * v:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo)
+                                else f"{100 * v:+.1f} (no CI)"
+                                for v, lo, hi in zip(sub["rel_diff"], sub["ci_lo"], sub["ci_hi"])])
+        wide = wide.pivot(index="corruption", columns="severity", values="cell")
+        wide = wide.reindex(list(dict.fromkeys(sub["corruption"])))
+        wide.columns = [f"severity {c}" if c else "mean of severities" for c in wide.columns]
+        s.tables.append((f"biological vs {other}, % (n pairs: {int(sub['n_pairs'].max())})", wide.reset_index()))
+    s.tables.append(("all cells", table))
+    s.figures = [f for f in ("corruptions.png",) if f in files]
+    return s
 
 
 def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_id: str | None) -> dict:
@@ -251,7 +391,7 @@ def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_i
         return json.loads(frame.to_json(orient="records"))
 
     return {"sweep": name, "parent_run_id": parent.info.run_id, "analysis_run_id": run_id, "counts": counts,
-            "metric": result.metric, "n_trials": result.n_trials,
+            "metric": result.metric, "n_trials": result.n_trials, "ci": result.ci, "adjust": result.adjust,
             "variant_columns": [c[len("params."):] for c in result.variant_columns],
             "variants": rec(result.variants), "relative": rec(result.relative),
             "correlations": rec(result.correlations), "alpha_trend": rec(result.alpha_trend),
@@ -411,16 +551,17 @@ _METRIC_KEY = re.compile(r"[^\w\-. /]")
 
 
 def headline_metrics(result: rb.RobustnessResult) -> dict[str, float]:
-    """Finite headline numbers as MLflow metrics: relative differences and correlations."""
+    """Finite headline numbers as MLflow metrics: relative differences, correlations, alpha slopes."""
     out: dict[str, float] = {"n_trials": float(result.n_trials)}
     for row in result.relative.itertuples():
         base = f"rel_diff/{row.metric}/{row.reference}_vs_{row.other}"
-        out.update({base: row.rel_diff, f"{base}/ci_lo": row.ci_lo, f"{base}/ci_hi": row.ci_hi})
+        out.update({base: row.rel_diff, f"{base}/ci_lo": row.ci_lo, f"{base}/ci_hi": row.ci_hi,
+                    f"{base}/paired": float(row.method.startswith("paired"))})
     for row in result.correlations.itertuples():
-        out.update({f"pearson_r/{row.measure}": row.pearson_r, f"spearman_rho/{row.measure}": row.spearman_rho,
-                    f"partial_r/{row.measure}": row.partial_r})
+        out.update({f"between_r/{row.measure}": row.between_r, f"within_r/{row.measure}": row.within_r,
+                    f"within_p_adj/{row.measure}": getattr(row, "within_p_adj", float("nan"))})
     for row in result.alpha_trend.itertuples():
-        out[f"alpha_spearman/{row.param}"] = row.spearman_rho
+        out[f"alpha_slope/{row.param}"] = row.slope
     return {_METRIC_KEY.sub("_", k): float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
@@ -431,6 +572,7 @@ def _log(client, run_id: str, report: Report, *, metric: str, n_boot: int, ci: f
 
     now = int(time.time() * 1000)
     params = [Param("metric", metric), Param("n_boot", str(n_boot)), Param("ci", str(ci)), Param("seed", str(seed)),
+              Param("adjust", report.result.adjust),
               Param("variant_columns", ",".join(c[len("params."):] for c in report.result.variant_columns) or "-")]
     metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report.result).items()]
     for i in range(0, max(len(metrics), 1), 900):

@@ -1,21 +1,26 @@
 """Robustness versus similarity to V1 over a sweep: the statistics (numpy, scipy, pandas only).
 
 Input is a trial table from `v1sweep.query.runs` (``params.*`` and ``metrics.*`` columns, one row
-per finished trial). Everything here is a plain function of that table:
+per finished trial). Everything here is a plain function of that table; the methods are defined
+in docs/statistics.md and implemented in `v1sweep.analysis.stats`:
 
-- per-variant means with percentile-bootstrap CIs over seeds (a variant = the params that vary,
-  seeds excluded);
-- the relative robustness difference (acc_A - acc_B) / acc_B of biological vs each uniform
-  strategy with a two-sample bootstrap CI (the study's 8.72 % statistic: Barbulescu, Marques &
-  Oliveira 2023);
-- Pearson and Spearman correlations of corruption accuracy with each similarity measure
-  (``rf_similarity``, ``rf_similarity/<property>``, ``rf_wasserstein/<property>``), bootstrap CIs
-  over trials, and the partial correlation controlling for clean accuracy;
-- the per-category breakdown (``corruption_acc/<category>``) and robustness-vs-alpha curves of
-  interpolation sweeps (``rf.alpha``, ``rf.alpha_<property>``).
+- per-variant means with Student-t intervals over seeds (a variant = the params that vary, seeds
+  excluded); no interval below `MIN_SEEDS` seeds, with the seeds a chosen precision would need;
+- the relative robustness difference (mean_bio - mean_X) / mean_X of biological vs each uniform
+  strategy (the study's 8.72 % statistic: Barbulescu, Marques & Oliveira 2023) with a Fieller
+  interval, **seed-paired** when the two strategies' trials share their seeds (same
+  initialisation, data order and base random numbers), unpaired (Welch) otherwise;
+- per (corruption, severity) the same comparison (`corruption_breakdown`), p-values adjusted;
+- robustness vs each similarity measure at two levels that are not confounded with each other:
+  between variants (on variant means, n = number of variants) and within variants (seed-level
+  deviations from the variant mean, df = n - variants - 1), plus the within-variant partial
+  correlation controlling for clean accuracy; the whole family of tests is Holm- (default) or
+  Benjamini-Hochberg-adjusted;
+- the per-category breakdown and, for interpolation sweeps, the dose-response slope of robustness
+  on each alpha with seed-clustered uncertainty (one slope per seed, t over seeds).
 
-Fewer than `MIN_SEEDS` observations give a CI flagged as wide (n = 2) or undefined (n < 2); the
-flags travel in the tables' ``note`` columns and in `RobustnessResult.warnings`.
+The bootstrap primitives below (`bootstrap_ci`, `relative_difference`, `correlation_ci`) are
+kept as tools but no longer make the report's intervals: at 2-8 seeds they do not cover.
 """
 from __future__ import annotations
 
@@ -27,17 +32,22 @@ import pandas as pd
 from scipy import stats
 
 from v1sweep.analysis import AnalysisError
+from v1sweep.analysis import stats as st
 from v1sweep.corruptions.catalog import CATEGORIES
 
 DEFAULT_METRIC = "corruption_acc"
 CONTROL_METRIC = "clean_acc"
-MIN_SEEDS = 3
+MIN_SEEDS = st.MIN_N
 N_BOOT = 2000
+PRECISION_MEAN = 0.005  # the half-width of a mean's 95 % interval the "seeds needed" note aims at
+PRECISION_REL = 0.01    # ... and of a relative difference's (1 percentage point)
+ADJUST = "holm"
 REFERENCE_STRATEGY = "biological"
 UNIFORM_STRATEGIES = ("uniform", "unif1", "unif2", "unif3")
 STRATEGY_COL = "params.rf.strategy"
 ALPHA_KEYS = ("rf.alpha", "rf.alpha_sf", "rf.alpha_ori", "rf.alpha_nxny", "rf.alpha_coupling")
-SIMILARITY_PREFIXES = ("rf_similarity", "rf_wasserstein")
+SIMILARITY_PREFIXES = ("rf_normsim_eff", "rf_normsim", "rf_similarity_eff", "rf_similarity",
+                       "rf_wasserstein")
 # Params that never define a variant: seeds, names, paths, hardware.
 NON_VARIANT_PARAMS = ("params.name", "params.data.path", "params.eval.path", "params.data.cache_dir",
                       "params.eval.cache_dir", "params.train.device", "params.rf.custom_path")
@@ -46,13 +56,16 @@ NON_VARIANT_PARAMS = ("params.name", "params.data.path", "params.eval.path", "pa
 # ---------------------------------------------------------------------------------------------
 # Bootstrap and correlation primitives
 # ---------------------------------------------------------------------------------------------
-def ci_note(n: int) -> str:
-    """'' when `n` >= MIN_SEEDS, else why the CI should not be trusted."""
-    if n < 2:
-        return f"n={n}: CI undefined"
-    if n < MIN_SEEDS:
-        return f"n={n} < {MIN_SEEDS}: CI wide"
-    return ""
+def ci_note(n: int, sd: float = float("nan"), precision: float = PRECISION_MEAN, ci: float = 0.95) -> str:
+    """'' when `n` >= MIN_SEEDS, else that no interval is given and how many seeds would give one
+    of half-width `precision` at the observed seed SD `sd`."""
+    if n >= MIN_SEEDS:
+        return ""
+    if n < 2 or not np.isfinite(sd):
+        return f"n={n} < {MIN_SEEDS}: no interval (seed SD unknown; run >= {MIN_SEEDS} seeds)"
+    need = st.seeds_needed(sd, precision, ci)
+    return (f"n={n} < {MIN_SEEDS}: no interval; at the observed seed SD {sd:.3g}, +-{precision:g} "
+            f"({round(100 * ci)}%) needs {need if need else '> 10000'} seeds")
 
 
 def _percentiles(boots: np.ndarray, ci: float) -> tuple[float, float]:
@@ -218,119 +231,255 @@ def variant_labels(frame: pd.DataFrame, columns: Sequence[str] | None = None) ->
     return frame.apply(label, axis=1).astype(object)
 
 
-def _summary_row(values: np.ndarray, *, n_boot: int, ci: float, seed: int) -> dict:
+def seed_columns(frame: pd.DataFrame) -> list[str]:
+    """The seed params present (``params.*.seed``): trials agreeing on all of them share their seeds."""
+    return sorted(c for c in frame.columns if c.startswith("params.") and c.endswith(".seed"))
+
+
+def pair_keys(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.Series:
+    """The key two trials of different strategies are paired on: every seed and every other varying
+    param (so a pair differs in the strategy only)."""
+    columns = variant_columns(frame) if columns is None else list(columns)
+    keys = seed_columns(frame) + [c for c in columns if c != STRATEGY_COL]
+    if not keys:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    return frame[keys].apply(lambda row: "|".join(str(_hashable(v)) for v in row), axis=1).astype(object)
+
+
+def _summary_row(values: np.ndarray, *, ci: float, precision: float = PRECISION_MEAN) -> dict:
     values = values[np.isfinite(values)]
     n = int(values.size)
-    lo, hi = bootstrap_ci(values, n_boot=n_boot, ci=ci, seed=seed)
-    return {"n": n, "mean": float(values.mean()) if n else float("nan"),
-            "std": float(values.std(ddof=1)) if n > 1 else float("nan"),
-            "ci_lo": lo, "ci_hi": hi, "note": ci_note(n)}
+    sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+    lo, hi = st.t_interval(values, ci)
+    return {"n": n, "mean": float(values.mean()) if n else float("nan"), "std": sd,
+            "ci_lo": lo, "ci_hi": hi, "note": ci_note(n, sd, precision, ci)}
+
+
+SUMMARY_COLUMNS = ["n", "mean", "std", "ci_lo", "ci_hi", "note"]
 
 
 def variant_summary(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, labels: pd.Series | None = None,
-                    n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Per variant: n (seeds), mean, std, bootstrap CI of the mean, and a note when n is too small."""
+                    ci: float = 0.95, precision: float = PRECISION_MEAN, **_: object) -> pd.DataFrame:
+    """Per variant: n (seeds), mean, SD, Student-t interval of the mean, a note when n < MIN_SEEDS."""
     col = _col(frame, metric)
     labels = variant_labels(frame) if labels is None else labels
     rows = []
     for variant, group in frame.groupby(labels, sort=False):
         row = {"variant": variant, "metric": metric}
-        row.update(_summary_row(group[col].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed))
+        row.update(_summary_row(group[col].to_numpy(dtype=float), ci=ci, precision=precision))
         rows.append(row)
-    return pd.DataFrame(rows, columns=["variant", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "note"])
+    return pd.DataFrame(rows, columns=["variant", "metric"] + SUMMARY_COLUMNS)
+
+
+REL_COLUMNS = ["metric", "reference", "other", "method", "n_reference", "n_other", "n_pairs", "mean_reference",
+               "mean_other", "rel_diff", "se", "df", "ci_lo", "ci_hi", "p", "note"]
+
+
+def compare(a: pd.Series, b: pd.Series, *, ci: float = 0.95, precision: float = PRECISION_REL) -> dict:
+    """(mean(a) - mean(b)) / mean(b) with its interval. `a`, `b`: values indexed by pair key.
+
+    Paired (Fieller on the pairs, t with pairs - 1 df, p of the paired t-test) when at least
+    MIN_SEEDS keys are shared; unpaired (Fieller with Welch df, Welch t-test) when both sides have
+    MIN_SEEDS values but too few shared keys; below that no interval, and a note with the seeds a
+    half-width of `precision` would need at the observed variance.
+    """
+    a, b = a[np.isfinite(a.to_numpy(dtype=float))], b[np.isfinite(b.to_numpy(dtype=float))]
+    out = {"method": "none", "n_reference": int(a.size), "n_other": int(b.size), "n_pairs": 0,
+           "mean_reference": float(a.mean()) if a.size else float("nan"),
+           "mean_other": float(b.mean()) if b.size else float("nan"), "rel_diff": float("nan"),
+           "se": float("nan"), "df": float("nan"), "ci_lo": float("nan"), "ci_hi": float("nan"),
+           "p": float("nan"), "note": ""}
+    if a.size == 0 or b.size == 0 or out["mean_other"] == 0:
+        out["note"] = "no values on one side"
+        return out
+    out["rel_diff"] = out["mean_reference"] / out["mean_other"] - 1
+    unique = a.index.is_unique and b.index.is_unique
+    common = a.index.intersection(b.index) if unique else a.index[:0]
+    out["n_pairs"] = int(len(common))
+    if len(common) >= MIN_SEEDS:
+        x, y = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
+        res = st.ratio_paired(x, y, ci)
+        p = stats.ttest_rel(x, y).pvalue if np.ptp(x - y) > 0 else float("nan")
+        left = a.size + b.size - 2 * len(common)
+        note = (f"paired on {len(common)} seed pairs (trials sharing seeds share initialisation and data "
+                "order, so the pair difference removes that shared variance)")
+        if left:
+            note += f"; {left} trial(s) without a partner left out"
+        if len(common) != a.size or len(common) != b.size:
+            out["mean_reference"], out["mean_other"] = float(x.mean()), float(y.mean())
+            out["rel_diff"] = float(x.mean() / y.mean() - 1)
+        out.update(method="paired Fieller", se=res["se"], df=res["df"], ci_lo=res["lo"], ci_hi=res["hi"],
+                   p=float(p), note=note)
+        return out
+    why = ("seeds repeat within a strategy" if not unique else
+           f"only {len(common)} seed pair(s) shared (< {MIN_SEEDS})")
+    if a.size >= MIN_SEEDS and b.size >= MIN_SEEDS:
+        x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+        res = st.ratio_unpaired(x, y, ci)
+        p = stats.ttest_ind(x, y, equal_var=False).pvalue if x.std() + y.std() > 0 else float("nan")
+        out.update(method="unpaired Fieller (Welch)", se=res["se"], df=res["df"], ci_lo=res["lo"], ci_hi=res["hi"],
+                   p=float(p), note=f"unpaired: {why}")
+        return out
+    out["note"] = _rel_needed(a, b, common, precision, ci) + f" ({why})"
+    return out
+
+
+def _rel_needed(a: pd.Series, b: pd.Series, common: pd.Index, precision: float, ci: float) -> str:
+    """'no interval' + the seeds (per strategy) a half-width `precision` of the ratio would need."""
+    r, mb = a.mean() / b.mean(), b.mean()
+    if len(common) >= 2:
+        sd = float(np.std(a.loc[common].to_numpy(float) - r * b.loc[common].to_numpy(float), ddof=1) / abs(mb))
+        kind = "paired"
+    elif a.size >= 2 and b.size >= 2:
+        sd = float(np.sqrt(a.var(ddof=1) + r * r * b.var(ddof=1)) / abs(mb))
+        kind = "unpaired"
+    else:
+        return f"n={a.size} vs {b.size} < {MIN_SEEDS}: no interval (seed variance unknown; run >= {MIN_SEEDS} seeds)"
+    need = st.seeds_needed(sd, precision, ci)
+    return (f"n={a.size} vs {b.size} < {MIN_SEEDS}: no interval; at the observed {kind} seed SD, "
+            f"+-{100 * precision:g} points ({round(100 * ci)}%) needs {need if need else '> 10000'} seeds per strategy")
+
+
+def _strategies(frame: pd.DataFrame, reference: str) -> list[str]:
+    if STRATEGY_COL not in frame.columns:
+        return []
+    strategy = frame[STRATEGY_COL].astype(str)
+    if not (strategy == reference).any():
+        return []
+    return [s for s in UNIFORM_STRATEGIES if (strategy == s).any()]
 
 
 def relative_differences(frame: pd.DataFrame, metrics: Sequence[str] = (DEFAULT_METRIC, CONTROL_METRIC), *,
-                         reference: str = REFERENCE_STRATEGY, n_boot: int = N_BOOT, ci: float = 0.95,
-                         seed: int = 0) -> pd.DataFrame:
-    """(mean_ref - mean_other) / mean_other for the reference strategy vs each uniform strategy present."""
-    cols = ["metric", "reference", "other", "n_reference", "n_other", "mean_reference", "mean_other",
-            "rel_diff", "ci_lo", "ci_hi", "note"]
-    if STRATEGY_COL not in frame.columns:
-        return pd.DataFrame(columns=cols)
+                         reference: str = REFERENCE_STRATEGY, ci: float = 0.95, precision: float = PRECISION_REL,
+                         keys: pd.Series | None = None, **_: object) -> pd.DataFrame:
+    """(mean_ref - mean_X) / mean_X for the reference strategy vs each uniform strategy present (`compare`)."""
+    others = _strategies(frame, reference)
+    if not others:
+        return pd.DataFrame(columns=REL_COLUMNS)
+    keys = pair_keys(frame) if keys is None else keys
     strategy = frame[STRATEGY_COL].astype(str)
-    others = [s for s in UNIFORM_STRATEGIES if (strategy == s).any()]
-    if not (strategy == reference).any() or not others:
-        return pd.DataFrame(columns=cols)
     rows = []
     for metric in metrics:
         if (metric if metric.startswith("metrics.") else f"metrics.{metric}") not in frame.columns:
             continue
-        col = _col(frame, metric)
-        a = frame.loc[strategy == reference, col].to_numpy(dtype=float)
-        a = a[np.isfinite(a)]
+        values = pd.Series(frame[_col(frame, metric)].to_numpy(dtype=float), index=keys.to_numpy())
+        a = values[(strategy == reference).to_numpy()]
         for other in others:
-            b = frame.loc[strategy == other, col].to_numpy(dtype=float)
-            b = b[np.isfinite(b)]
-            value, lo, hi = relative_difference(a, b, n_boot=n_boot, ci=ci, seed=seed)
-            note = "; ".join(filter(None, (ci_note(a.size) and f"{reference} {ci_note(a.size)}",
-                                           ci_note(b.size) and f"{other} {ci_note(b.size)}")))
-            rows.append({"metric": metric, "reference": reference, "other": other, "n_reference": a.size,
-                         "n_other": b.size, "mean_reference": float(a.mean()) if a.size else float("nan"),
-                         "mean_other": float(b.mean()) if b.size else float("nan"), "rel_diff": value,
-                         "ci_lo": lo, "ci_hi": hi, "note": note})
-    return pd.DataFrame(rows, columns=cols)
+            row = {"metric": metric, "reference": reference, "other": other}
+            row.update(compare(a, values[(strategy == other).to_numpy()], ci=ci, precision=precision))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=REL_COLUMNS)
+
+
+def corruption_breakdown(frame: pd.DataFrame, cells: pd.DataFrame, *, reference: str = REFERENCE_STRATEGY,
+                         ci: float = 0.95, adjust: str = ADJUST, keys: pd.Series | None = None) -> pd.DataFrame:
+    """Biological-vs-X relative difference per (corruption, severity).
+
+    `cells` is long: ``run_id, corruption, severity, accuracy`` (from each trial's eval_table.csv;
+    severity 0 = the mean over severities when only per-corruption metrics exist). p-values are
+    adjusted over the whole table (`adjust`), since 15 x 5 cells are read together.
+    """
+    cols = ["other", "corruption", "severity"] + REL_COLUMNS[3:] + ["p_adj"]
+    others = _strategies(frame, reference)
+    if not others or cells.empty:
+        return pd.DataFrame(columns=cols)
+    keys = pair_keys(frame) if keys is None else keys
+    info = pd.DataFrame({"run_id": frame["run_id"].to_numpy(), "key": keys.to_numpy(),
+                         "strategy": frame[STRATEGY_COL].astype(str).to_numpy()})
+    data = cells.merge(info, on="run_id")
+    rows = []
+    for (corruption, severity), cell in data.groupby(["corruption", "severity"], sort=False):
+        values = pd.Series(cell["accuracy"].to_numpy(dtype=float), index=cell["key"].to_numpy())
+        a = values[(cell["strategy"] == reference).to_numpy()]
+        for other in others:
+            row = {"other": other, "corruption": corruption, "severity": int(severity)}
+            row.update(compare(a, values[(cell["strategy"] == other).to_numpy()], ci=ci))
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=cols[:-1])
+    out["p_adj"] = st.adjust_pvalues(out["p"].to_numpy(dtype=float), adjust)
+    return out
 
 
 def similarity_measures(frame: pd.DataFrame) -> list[str]:
-    """Similarity metric names present: rf_similarity first, then per-property scores and distances."""
+    """Similarity metric names present: the unit-count-normalised score first, then the raw score,
+    per-property scores and distances."""
     names = [c[len("metrics."):] for c in frame.columns if c.startswith("metrics.")]
     names = [n for n in names if n.split("/")[0] in SIMILARITY_PREFIXES]
-    return sorted(names, key=lambda n: (n != "rf_similarity", n.split("/")[0] != "rf_similarity", n))
+    # a per-property raw score duplicates its normalised one (a constant factor per unit count):
+    # keep the normalised one only, so the family of tests is not inflated by copies
+    present = set(names)
+    names = [n for n in names if not ("/" in n and n.replace("rf_similarity", "rf_normsim", 1) in present
+                                      and n.startswith("rf_similarity"))]
+    order = {p: i for i, p in enumerate(SIMILARITY_PREFIXES)}
+    return sorted(names, key=lambda n: (order[n.split("/")[0]], "/" in n, n))
+
+
+CORR_COLUMNS = ["measure", "metric", "n_variants", "between_r", "between_p", "between_lo", "between_hi", "n_trials",
+                "within_df", "within_r", "within_p", "within_lo", "within_hi", "within_partial_r",
+                "within_partial_p", "within_partial_lo", "within_partial_hi", "note"]
+
+
+def _within(x: np.ndarray, y: np.ndarray, groups: np.ndarray, z: np.ndarray | None, ci: float) -> dict:
+    """Seed-level association: x and y centred per variant (variants with >= 2 trials), Pearson r
+    with df = n - groups - 1 (the variant means are estimated); and partial r given centred z."""
+    counts = pd.Series(groups).value_counts()
+    keep = np.isin(groups, counts.index[counts >= 2])
+    g = int((counts >= 2).sum())
+    out = {"within_df": float("nan"), "within_r": float("nan"), "within_p": float("nan"),
+           "within_lo": float("nan"), "within_hi": float("nan"), "within_partial_r": float("nan"),
+           "within_partial_p": float("nan"), "within_partial_lo": float("nan"), "within_partial_hi": float("nan")}
+    if g == 0:
+        return out
+    xc, yc = st.centre_by(x[keep], groups[keep]), st.centre_by(y[keep], groups[keep])
+    n = int(keep.sum())
+    r, p, lo, hi = st.pearson_test(xc, yc, ci, k=g - 1)
+    out.update(within_df=float(n - g - 1), within_r=r, within_p=p, within_lo=lo, within_hi=hi)
+    if z is not None:
+        zc = st.centre_by(z[keep], groups[keep])
+        if np.ptp(zc) > 0 and n - g - 2 >= 1:
+            pr, pp, plo, phi = st.pearson_test(st.residualise(xc, zc), st.residualise(yc, zc), ci, k=g)
+            out.update(within_partial_r=pr, within_partial_p=pp, within_partial_lo=plo, within_partial_hi=phi)
+    return out
 
 
 def correlations(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, measures: Sequence[str] | None = None, *,
-                 control: str | None = CONTROL_METRIC, n_boot: int = N_BOOT, ci: float = 0.95,
-                 seed: int = 0) -> pd.DataFrame:
-    """Per similarity measure: Pearson r, Spearman rho and partial r (controlling `control`) with
-    p-values and bootstrap CIs over trials. Distances (rf_wasserstein) correlate with the opposite sign."""
+                 control: str | None = CONTROL_METRIC, labels: pd.Series | None = None, ci: float = 0.95,
+                 **_: object) -> pd.DataFrame:
+    """Per similarity measure: the between-variant association (Pearson r of the variant means,
+    n = variants) and the within-variant one (seed-level, centred per variant), with t-test p and
+    Fisher-z interval; within-variant partial r given `control`. Distances correlate negatively."""
     ycol = _col(frame, metric)
     zcol = f"metrics.{control}" if control and f"metrics.{control}" in frame.columns else None
+    labels = variant_labels(frame) if labels is None else labels
     measures = similarity_measures(frame) if measures is None else list(measures)
     rows = []
-    for k, measure in enumerate(measures):
+    for measure in measures:
         xcol = _col(frame, measure)
         cols = [xcol, ycol] + ([zcol] if zcol else [])
-        data = frame[cols].apply(pd.to_numeric, errors="coerce").dropna()
-        x, y = data[xcol].to_numpy(), data[ycol].to_numpy()
-        n = int(x.size)
-        row: dict = {"measure": measure, "metric": metric, "n": n}
-        nan2 = (float("nan"), float("nan"))
-        constant = n >= 2 and (np.ptp(x) == 0 or np.ptp(y) == 0)
-        ok = n >= 3 and not constant
-        pr = stats.pearsonr(x, y) if ok else None
-        sr = stats.spearmanr(x, y) if ok else None
-        s = seed + k
-        row["pearson_r"], row["pearson_p"] = (float(pr.statistic), float(pr.pvalue)) if ok else nan2
-        boot = {"n_boot": n_boot, "ci": ci, "seed": s}
-        row["pearson_lo"], row["pearson_hi"] = correlation_ci(x, y, "pearson", **boot) if ok else nan2
-        row["spearman_rho"], row["spearman_p"] = (float(sr.statistic), float(sr.pvalue)) if ok else nan2
-        row["spearman_lo"], row["spearman_hi"] = correlation_ci(x, y, "spearman", **boot) if ok else nan2
-        if zcol and ok and n >= 4:
-            z = data[zcol].to_numpy()
-            row["partial_r"], row["partial_p"] = partial_corr(x, y, z)
-            row["partial_lo"], row["partial_hi"] = correlation_ci(x, y, "partial", z=z, **boot)
-        else:
-            row["partial_r"], row["partial_p"], row["partial_lo"], row["partial_hi"] = nan2 + nan2
+        data = frame[cols].apply(pd.to_numeric, errors="coerce").assign(_g=labels.astype(str)).dropna()
+        x, y, groups = data[xcol].to_numpy(), data[ycol].to_numpy(), data["_g"].to_numpy()
+        means = data.groupby("_g", sort=False)[[xcol, ycol]].mean()
+        row: dict = {"measure": measure, "metric": metric, "n_variants": len(means), "n_trials": int(len(data))}
+        r, p, lo, hi = st.pearson_test(means[xcol].to_numpy(), means[ycol].to_numpy(), ci)
+        row.update(between_r=r, between_p=p, between_lo=lo, between_hi=hi)
+        row.update(_within(x, y, groups, data[zcol].to_numpy() if zcol else None, ci))
         notes = []
-        if constant:
-            notes.append("constant values: undefined")
-        elif n < 3:
-            notes.append(f"n={n} < 3: undefined")
-        elif n < 10:
-            notes.append(f"n={n}: CI wide")
+        if len(means) < 3:
+            notes.append(f"between: {len(means)} variant(s), undefined")
+        elif len(means) < 4:
+            notes.append("between: 3 variants, 1 df, no interval")
+        if not np.isfinite(row["within_r"]):
+            notes.append("within: no variant with >= 2 trials varying in both" if len(data) else "no values")
         if measure.startswith("rf_wasserstein"):
             notes.append("distance: negative r = more V1-like is more robust")
         row["note"] = "; ".join(notes)
         rows.append(row)
-    cols = ["measure", "metric", "n", "pearson_r", "pearson_p", "pearson_lo", "pearson_hi", "spearman_rho",
-            "spearman_p", "spearman_lo", "spearman_hi", "partial_r", "partial_p", "partial_lo", "partial_hi", "note"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=CORR_COLUMNS)
 
 
-def category_breakdown(frame: pd.DataFrame, *, labels: pd.Series | None = None, n_boot: int = N_BOOT,
-                       ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Per variant and corruption category: mean ``corruption_acc/<category>`` with bootstrap CI."""
+def category_breakdown(frame: pd.DataFrame, *, labels: pd.Series | None = None, ci: float = 0.95,
+                       **_: object) -> pd.DataFrame:
+    """Per variant and corruption category: mean ``corruption_acc/<category>`` with its t interval."""
     labels = variant_labels(frame) if labels is None else labels
     rows = []
     for category in CATEGORIES:
@@ -339,9 +488,9 @@ def category_breakdown(frame: pd.DataFrame, *, labels: pd.Series | None = None, 
             continue
         for variant, group in frame.groupby(labels, sort=False):
             row = {"variant": variant, "category": category}
-            row.update(_summary_row(group[col].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed))
+            row.update(_summary_row(group[col].to_numpy(dtype=float), ci=ci))
             rows.append(row)
-    return pd.DataFrame(rows, columns=["variant", "category", "n", "mean", "std", "ci_lo", "ci_hi", "note"])
+    return pd.DataFrame(rows, columns=["variant", "category"] + SUMMARY_COLUMNS)
 
 
 def alpha_params(frame: pd.DataFrame) -> list[str]:
@@ -354,33 +503,66 @@ def alpha_params(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def alpha_curves(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, n_boot: int = N_BOOT, ci: float = 0.95,
-                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Robustness vs alpha: per swept alpha and value, mean with CI; plus a trend table per alpha
-    (Pearson and Spearman of alpha vs `metric` over trials, bootstrap CIs)."""
+TREND_COLUMNS = ["param", "metric", "n", "n_seeds", "slope", "slope_lo", "slope_hi", "slope_p", "pooled_slope",
+                 "spearman_rho", "note"]
+
+
+def _seed_slopes(alpha: np.ndarray, y: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """OLS slope of y on alpha within each seed cluster that has >= 2 distinct alphas."""
+    slopes = []
+    for s in pd.unique(seeds):
+        m = seeds == s
+        if np.unique(alpha[m]).size >= 2:
+            slopes.append(np.polyfit(alpha[m], y[m], 1)[0])
+    return np.asarray(slopes, dtype=float)
+
+
+def alpha_curves(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, ci: float = 0.95,
+                 **_: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Robustness vs alpha: per swept alpha and value the mean with its t interval over seeds; and
+    the dose-response per alpha: the OLS slope of `metric` on alpha fitted within each seed (a seed
+    is a cluster: its trials share initialisation and data order), mean slope with a t interval
+    over seeds (df = seeds - 1) and its p; no interval below MIN_SEEDS seeds."""
     ycol = _col(frame, metric)
+    skeys = pair_keys(frame, [])
     curve_rows, trend_rows = [], []
     for key in alpha_params(frame):
         alpha = pd.to_numeric(frame[f"params.{key}"], errors="coerce")
-        data = pd.DataFrame({"alpha": alpha, "y": pd.to_numeric(frame[ycol], errors="coerce")}).dropna()
+        data = pd.DataFrame({"alpha": alpha, "y": pd.to_numeric(frame[ycol], errors="coerce"),
+                             "seed": skeys}).dropna()
         for value, group in data.groupby("alpha", sort=True):
             row = {"param": key, "alpha": float(value), "metric": metric}
-            row.update(_summary_row(group["y"].to_numpy(dtype=float), n_boot=n_boot, ci=ci, seed=seed))
+            row.update(_summary_row(group["y"].to_numpy(dtype=float), ci=ci))
             curve_rows.append(row)
         x, y = data["alpha"].to_numpy(dtype=float), data["y"].to_numpy(dtype=float)
+        slopes = _seed_slopes(x, y, data["seed"].to_numpy())
+        trend = {"param": key, "metric": metric, "n": int(x.size), "n_seeds": int(slopes.size)}
+        trend["slope"] = float(slopes.mean()) if slopes.size else float("nan")
+        trend["slope_lo"], trend["slope_hi"] = st.t_interval(slopes, ci)
+        trend["slope_p"] = (float(stats.ttest_1samp(slopes, 0.0).pvalue)
+                            if slopes.size >= MIN_SEEDS and np.ptp(slopes) > 0 else float("nan"))
         ok = x.size >= 3 and np.ptp(y) > 0
-        trend = {"param": key, "metric": metric, "n": int(x.size)}
-        trend["pearson_r"] = float(stats.pearsonr(x, y).statistic) if ok else float("nan")
-        trend["pearson_lo"], trend["pearson_hi"] = (correlation_ci(x, y, "pearson", n_boot=n_boot, ci=ci, seed=seed)
-                                                    if ok else (float("nan"), float("nan")))
+        trend["pooled_slope"] = float(np.polyfit(x, y, 1)[0]) if ok else float("nan")
         trend["spearman_rho"] = float(stats.spearmanr(x, y).statistic) if ok else float("nan")
-        trend["slope"] = float(np.polyfit(x, y, 1)[0]) if ok else float("nan")
+        trend["note"] = ("" if slopes.size >= MIN_SEEDS else
+                         f"{slopes.size} seed(s) with >= 2 alphas (< {MIN_SEEDS}): no interval")
+        others = [k for k in alpha_params(frame) if k != key]
+        if others:
+            trend["note"] = "; ".join(filter(None, [trend["note"], "marginal over " + ", ".join(others)]))
         trend_rows.append(trend)
-    curves = pd.DataFrame(curve_rows, columns=["param", "alpha", "metric", "n", "mean", "std", "ci_lo", "ci_hi",
-                                               "note"])
-    trends = pd.DataFrame(trend_rows, columns=["param", "metric", "n", "pearson_r", "pearson_lo", "pearson_hi",
-                                               "spearman_rho", "slope"])
-    return curves, trends
+    curves = pd.DataFrame(curve_rows, columns=["param", "alpha", "metric"] + SUMMARY_COLUMNS)
+    return curves, pd.DataFrame(trend_rows, columns=TREND_COLUMNS)
+
+
+def adjust_family(corr: pd.DataFrame, trends: pd.DataFrame, method: str = ADJUST) -> None:
+    """Adjust every association p-value of the report as one family (in place: ``*_p_adj`` columns)."""
+    parts = [(corr, c) for c in ("between_p", "within_p", "within_partial_p")] + [(trends, "slope_p")]
+    pvals = np.concatenate([t[c].to_numpy(dtype=float) for t, c in parts]) if parts else np.array([])
+    adj = st.adjust_pvalues(pvals, method)
+    k = 0
+    for table, col in parts:
+        table[f"{col}_adj"] = adj[k:k + len(table)]
+        k += len(table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,44 +582,68 @@ class RobustnessResult:
     categories: pd.DataFrame
     alpha: pd.DataFrame
     alpha_trend: pd.DataFrame
+    corruptions: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
     ci: float = 0.95
-    n_boot: int = N_BOOT
+    adjust: str = ADJUST
+    n_family: int = 0
 
 
 def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control: str | None = CONTROL_METRIC,
-                  n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> RobustnessResult:
-    """Run every statistic of this module on a `query.runs` table of finished trials."""
+                  ci: float = 0.95, adjust: str = ADJUST, cells: pd.DataFrame | None = None,
+                  **_: object) -> RobustnessResult:
+    """Run every statistic of this module on a `query.runs` table of finished trials.
+
+    Trials without `metric` (e.g. corruption evaluation skipped) are left out with a warning.
+    `cells` (run_id, corruption, severity, accuracy) adds the per-corruption breakdown.
+    """
     if frame is None or frame.empty:
         raise AnalysisError("no finished trials to analyse")
     ycol = _col(frame, metric)
-    frame = frame[frame[ycol].notna()]
+    missing = frame[ycol].isna()
+    frame = frame[~missing].reset_index(drop=True)
     if frame.empty:
         raise AnalysisError(f"no finished trial logged {metric!r}")
     columns = variant_columns(frame)
     labels = variant_labels(frame, columns)
-    kw = {"n_boot": n_boot, "ci": ci, "seed": seed}
-    variants = variant_summary(frame, metric, labels=labels, **kw)
+    keys = pair_keys(frame, columns)
+    variants = variant_summary(frame, metric, labels=labels, ci=ci)
     has_clean = bool(control) and f"metrics.{control}" in frame.columns
-    clean = (variant_summary(frame, control, labels=labels, **kw) if has_clean
+    clean = (variant_summary(frame, control, labels=labels, ci=ci) if has_clean
              else variant_summary(frame.iloc[:0], metric))
     rel_metrics = [metric] + ([control] if has_clean and control != metric else [])
-    relative = relative_differences(frame, rel_metrics, **kw)
-    corr = correlations(frame, metric, control=control if has_clean else None, **kw)
-    cats = category_breakdown(frame, labels=labels, **kw)
-    curves, trends = alpha_curves(frame, metric, **kw)
+    relative = relative_differences(frame, rel_metrics, ci=ci, keys=keys)
+    corr = correlations(frame, metric, control=control if has_clean else None, labels=labels, ci=ci)
+    cats = category_breakdown(frame, labels=labels, ci=ci)
+    curves, trends = alpha_curves(frame, metric, ci=ci)
+    adjust_family(corr, trends, adjust)
+    n_family = int(sum(np.isfinite(corr[c].to_numpy(dtype=float)).sum()
+                       for c in ("between_p", "within_p", "within_partial_p"))
+                   + np.isfinite(trends["slope_p"].to_numpy(dtype=float)).sum())
+    breakdown = (corruption_breakdown(frame, cells, ci=ci, adjust=adjust, keys=keys) if cells is not None
+                 else pd.DataFrame())
+    warnings = _warnings(frame, variants, relative, columns, metric)
+    if missing.any():
+        warnings.insert(0, f"{int(missing.sum())} finished trial(s) did not log {metric!r} (e.g. corruption "
+                        "evaluation skipped) and are left out")
+    return RobustnessResult(metric=metric, n_trials=int(len(frame)), variant_columns=columns, labels=labels,
+                            variants=variants, clean=clean, relative=relative, correlations=corr,
+                            categories=cats, alpha=curves, alpha_trend=trends, corruptions=breakdown,
+                            warnings=warnings, ci=ci, adjust=adjust, n_family=n_family)
 
+
+def _warnings(frame: pd.DataFrame, variants: pd.DataFrame, relative: pd.DataFrame, columns: list[str],
+              metric: str) -> list[str]:
     warnings = []
     few = variants[variants["n"] < MIN_SEEDS]
     if len(few) > 5:  # a search over continuous params: one line, not one per variant
-        warnings.append(f"{len(few)} of {len(variants)} variants have fewer than {MIN_SEEDS} seeds: their CIs are "
-                        f"wide (n = 2) or undefined (n = 1); per-variant means are not replicated")
+        warnings.append(f"{len(few)} of {len(variants)} variants have fewer than {MIN_SEEDS} seeds: no interval "
+                        "for them; per-variant means are not replicated")
     else:
         for row in few.itertuples():
-            warnings.append(f"variant {row.variant!r} has {row.n} seed(s) (< {MIN_SEEDS}): its CI is "
-                            f"{'undefined' if row.n < 2 else 'wide'}; run more seeds")
+            warnings.append(f"variant {row.variant!r} has {row.n} seed(s) (< {MIN_SEEDS}): {row.note}")
     for row in relative[relative["metric"] == metric].itertuples():
-        if row.note:
+        if row.method == "none":
             warnings.append(f"{row.metric} {row.reference} vs {row.other}: {row.note}")
     if len(frame) < 3:
         warnings.append(f"only {len(frame)} trial(s): correlations are undefined")
@@ -446,9 +652,6 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
                         f"'{REFERENCE_STRATEGY}' and one of {', '.join(UNIFORM_STRATEGIES)} trials")
     others = [c for c in columns if c != STRATEGY_COL and c[len("params."):] not in ALPHA_KEYS]
     if not relative.empty and others:
-        warnings.append("the relative difference pools over other varying params ("
+        warnings.append("the relative difference is paired within, and pools over, other varying params ("
                         + ", ".join(c[len("params."):] for c in others) + ")")
-    return RobustnessResult(metric=metric, n_trials=int(len(frame)), variant_columns=columns, labels=labels,
-                            variants=variants, clean=clean, relative=relative, correlations=corr,
-                            categories=cats, alpha=curves, alpha_trend=trends, warnings=warnings,
-                            ci=ci, n_boot=n_boot)
+    return warnings

@@ -19,7 +19,12 @@ fixed edges), orientation (cardinal vs oblique, or 4 bins centred on 0/45/90/135
   G = M^T M, M = output channels x groups: norms of and angles between the groups' mean read-outs,
   invariant to any orthogonal map, hence any permutation, of the bottleneck outputs);
 - impact: ablation, the group's V1 channels zeroed by a forward hook on `model.vone`; change of clean
-  and corruption accuracy against the intact model, absolute and relative to the intact accuracy.
+  and corruption accuracy against the intact model, absolute and relative to the intact accuracy,
+  and per ablated unit (``*_per_unit``). Groups differ in size (an SF tercile of a uniform variant
+  is not the size of the biological one; cardinal vs oblique are unequal by definition), so
+  silencing a larger group does more for that reason alone: the equal-size ablation
+  (``eq_*``) silences `eq_draws` random subsets of ``eq_units`` units of every group, eq_units the
+  smallest group of that grouping over all variants, and reports the mean and SD over draws.
 
 `compare_variants` returns one tidy DataFrame and a PNG that puts the three side by side.
 """
@@ -235,14 +240,15 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                      sf_edges: Sequence[float] | None = None, orientation_bins: int = 2,
                      evaluate_fn: EvalFn | None = None, batch_size: int = 256,
                      figure_path: str | Path | None = "subpopulations.png", ablation: bool = True,
-                     ) -> tuple[pd.DataFrame, Path | None]:
+                     eq_draws: int = 3, seed: int = 0) -> tuple[pd.DataFrame, Path | None]:
     """Per variant x grouping x group: response, weight and ablation statistics (tidy DataFrame),
     plus a PNG of the three side by side. `images` are uint8 or float [0, 1] (N, 3, H, W);
     `corruption_fn` maps them to corrupted [0, 1] floats (default: gaussian_noise severity 3 via
     `v1sweep.corruptions.apply`); `evaluate_fn(model, images, labels) -> accuracy` (default top-1,
     computed for `V1Net`s from the V1 activations already measured: `downstream_accuracy`).
     `reference` (default: the first variant) anchors the cross-variant weight comparisons.
-    `figure_path=None` skips the figure (returned as None), e.g. when tables are averaged first."""
+    `figure_path=None` skips the figure (returned as None), e.g. when tables are averaged first.
+    `eq_draws` random equal-size subsets per group (seeded by `seed`) make the ``eq_*`` columns."""
     if not models:
         raise ValueError("compare_variants needs at least one model")
     missing = [k for k in models if k not in rf_by_model]
@@ -273,6 +279,9 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
             raise ValueError(f"variant {k!r}: bottleneck reads {weights[k].shape[1]} channels but its RF "
                              f"params list {len(rf_by_model[k])} units")
 
+    eq_units = {g: max(1, min(int((labels_by[k][g] == grp).sum()) for k in models
+                               for grp in set(labels_by[k][g]))) for g in groupings}
+    rng = np.random.default_rng(seed)
     rows = []
     for variant, model in models.items():
         act_clean = v1_activations(model, clean, batch_size)
@@ -317,7 +326,21 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                                 "delta_clean_acc": acc_clean - base_clean,
                                 "delta_corruption_acc": acc_corrupt - base_corrupt,
                                 "rel_delta_clean_acc": _rel(acc_clean, base_clean),
-                                "rel_delta_corruption_acc": _rel(acc_corrupt, base_corrupt)})
+                                "rel_delta_corruption_acc": _rel(acc_corrupt, base_corrupt),
+                                "delta_clean_acc_per_unit": (acc_clean - base_clean) / len(idx),
+                                "delta_corruption_acc_per_unit": (acc_corrupt - base_corrupt) / len(idx)})
+                    if eq_draws > 0:
+                        m = eq_units[by]
+                        deltas = [score(True, np.sort(rng.choice(idx, m, replace=False))) - base_corrupt
+                                  for _ in range(eq_draws)]
+                        row.update({"eq_units": m, "eq_draws": eq_draws,
+                                    "eq_delta_corruption_acc": float(np.mean(deltas)),
+                                    "eq_delta_corruption_acc_std": float(np.std(deltas, ddof=1))
+                                    if eq_draws > 1 else float("nan"),
+                                    "eq_rel_delta_corruption_acc": _rel(base_corrupt + float(np.mean(deltas)),
+                                                                        base_corrupt)})
+                        row["eq_rel_delta_corruption_acc_err"] = (row["eq_delta_corruption_acc_std"]
+                                                                  / abs(base_corrupt) if base_corrupt else float("nan"))
                 rows.append(row)
             rows_for = [r for r in rows if r["variant"] == variant and r["grouping"] == by]
             profile, ref_profile, means, ref_means = [], [], [], []
@@ -358,7 +381,11 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
     ablated = "rel_delta_corruption_acc" in table.columns
     if ablated:
         panels.append(("rel_delta_corruption_acc",
-                       "impact: ablation, relative accuracy change\n(solid corrupted, hatched clean)"))
+                       "impact: whole-group ablation, relative acc.\nchange (solid corrupted, hatched clean)"))
+    if "eq_rel_delta_corruption_acc" in table.columns:
+        m = table.groupby("grouping")["eq_units"].first().to_dict()
+        panels.append(("eq_rel_delta_corruption_acc", "impact: equal-size ablation, relative change\nof "
+                       "corruption acc. (" + ", ".join(f"{k}: {int(v)} units" for k, v in m.items()) + ")"))
     fig, axes = plt.subplots(len(groupings), len(panels), figsize=(4.3 * len(panels), 2.9 * len(groupings)),
                              squeeze=False)
     width = 0.8 / max(1, len(variants))
@@ -378,6 +405,11 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                     ax.bar(pos + width / 4, vals["rel_delta_clean_acc"], width / 2, color=color, alpha=0.45,
                            hatch="//", edgecolor="k", linewidth=0.3)
                     ax.axhline(0, color="k", linewidth=0.6)
+                elif col == "eq_rel_delta_corruption_acc":
+                    err = vals.get(f"{col}_err")
+                    ax.bar(pos, vals[col], width, color=color,
+                           yerr=None if err is None else err.fillna(0).to_numpy(), capsize=2)
+                    ax.axhline(0, color="k", linewidth=0.6)
                 else:
                     name = variant
                     if ablated and i == 0 and j == 0:
@@ -396,7 +428,8 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.set_xlabel("Gram sim. vs ref: " + ", ".join(f"{k} {v:.2f}" for k, v in sim.items()),
                               fontsize=7)
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Sub-populations (reference: {table.attrs.get('reference', variants[0])})", fontsize=10)
+    n_note = table.attrs.get("n_note", "one model per variant; error bars: SD over the equal-size draws")
+    fig.suptitle(f"Sub-populations (reference: {table.attrs.get('reference', variants[0])}); {n_note}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

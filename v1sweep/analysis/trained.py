@@ -276,16 +276,24 @@ def _noiseless(block: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- (a) electrophysiology
-def _electrophysiology(models: list[dict], out_dir: Path, quick: bool) -> dict[str, Any]:
+ORIENTATION_NOTE = ("Orientation counts differ on purpose: the sampler draws from the counts the published "
+                    "VOneNet used (66, 49, 77, 54; n = 246), the benchmark scores against Brain-Score's "
+                    "(110, 83, 100, 92; n = 385); both digitise De Valois, Yund & Hepler 1982. The sampler keeps "
+                    "the published model's so that defaults reproduce it, the benchmark Brain-Score's so that "
+                    "scores compare with Brain-Score.")
+
+
+def _electrophysiology(models: list[dict], out_dir: Path, quick: bool, ceiling_draws: int = 200,
+                       seed: int = 0) -> dict[str, Any]:
     from v1sweep.analysis.neurophysiology import electrophysiology
 
     unit_tables, score_tables, notes = [], [], set()
-    for m in models:
+    for k, m in enumerate(models):
         block = m["model"].vone
         radii = (block.visual_degrees / 2.0,) if quick else None  # quick: the largest aperture only
         with _noiseless(block):
             res = electrophysiology(m["model"], image_size=block.image_size, visual_degrees=block.visual_degrees,
-                                    layer="vone", radii=radii)
+                                    layer="vone", radii=radii, ceiling_draws=ceiling_draws, seed=seed + k)
         ident = {"variant": m["variant"], "run_id": m["run_id"], "trial_id": m["trial_id"],
                  "train_seed": m["train_seed"], "rf_seed": m["rf_seed"]}
         unit_tables.append(res.units.assign(**ident))
@@ -295,7 +303,9 @@ def _electrophysiology(models: list[dict], out_dir: Path, quick: bool) -> dict[s
     units, scores = pd.concat(unit_tables, ignore_index=True), pd.concat(score_tables, ignore_index=True)
     summary = (scores.groupby(["variant", "benchmark"], sort=False)
                .agg(score=("score", "mean"), score_std=("score", "std"), n_models=("run_id", "nunique"),
-                    n_units=("n_model", "sum"), model_median=("model_median", "mean"))
+                    n_units=("n_model", "sum"), model_median=("model_median", "mean"), ceiling=("ceiling", "mean"),
+                    norm_score=("norm_score", "mean"), norm_score_std=("norm_score", "std"),
+                    resolvable=("resolvable", "all"))
                .reset_index())
     paths = {"electrophysiology_units": out_dir / "electrophysiology_units.csv",
              "electrophysiology_scores": out_dir / "electrophysiology_scores.csv",
@@ -305,15 +315,27 @@ def _electrophysiology(models: list[dict], out_dir: Path, quick: bool) -> dict[s
     summary.to_csv(paths["electrophysiology_summary"], index=False)
     figure = plot_variant_properties(units, summary, out_dir / "electrophysiology.png")
     scored = summary.dropna(subset=["score"])
-    wide = scored.pivot(index="variant", columns="benchmark", values="score").reindex(
+    resolvable = sorted(set(scored.loc[scored["resolvable"].astype(bool), "benchmark"]))
+    cell = [f"{sc:.3f} / {ce:.3f} = {ns:.2f}" + ("" if rv else " (n.r.)")
+            for sc, ce, ns, rv in zip(scored["score"], scored["ceiling"], scored["norm_score"], scored["resolvable"])]
+    wide = scored.assign(cell=cell).pivot(index="variant", columns="benchmark", values="cell").reindex(
         list(dict.fromkeys(scored["variant"])))
-    wide.insert(0, "V1 score (mean)", wide.mean(axis=1))
+    norm = scored[scored["benchmark"].isin(resolvable)].groupby("variant", sort=False)["norm_score"].mean()
+    wide.insert(0, "n models", scored.groupby("variant", sort=False)["n_models"].max().reindex(wide.index))
+    wide.insert(1, "mean normalised score (resolvable)", norm.reindex(wide.index))
     table = wide.reset_index()
     protocol = "quick protocol: largest aperture only" if quick else "full protocol: three apertures"
     text = [f"Grating tuning of every V1-block unit ({protocol}; 12 orientations, 8 phases, quarter-octave "
             "SFs), scored against the published V1 histograms (1 - KS/KS_max on the data's bins), mean over "
-            "each variant's models. Ringach 2002 properties are measured but not scored (counts not bundled). "
-            "The V1 block is fixed during training, so these scores depend on the sampled RFs only."]
+            "each variant's models (n models in the table; score_std / norm_score_std in "
+            "electrophysiology_summary.csv are SDs over models). Each cell reads score / ceiling = normalised "
+            f"score: the ceiling is the mean score of {ceiling_draws} samples of the same number of units drawn "
+            "from the data histogram itself (KS noise at this unit count), so 1 = as V1-like as the data. "
+            "(n.r.) = not resolvable: at this unit count the data's 2.5 % score quantile does not clear a flat "
+            "histogram's 97.5 % one, so the benchmark cannot tell V1 from flat and is left out of the mean. "
+            f"Resolvable here: {', '.join(resolvable) or 'none'}. Ringach 2002 properties are measured but not "
+            "scored (counts not bundled). The V1 block is fixed during training, so these scores depend on the "
+            "sampled RFs only.", ORIENTATION_NOTE]
     text += [f"Note: {n}." for n in sorted(notes)]
     return {"tables": paths, "figure": figure, "section_table": table, "text": text}
 
@@ -340,8 +362,11 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
         for k, variant in enumerate(variants):
             values = bench.select(units[units["variant"] == variant])
             counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
-            s = summary[(summary["variant"] == variant) & (summary["benchmark"] == name)]["score"]
-            label = variant + (f" ({float(s.iloc[0]):.2f})" if len(s) and np.isfinite(s.iloc[0]) else "")
+            s = summary[(summary["variant"] == variant) & (summary["benchmark"] == name)]
+            label = f"{variant} (n={len(values)} units)"
+            if len(s) and np.isfinite(s["score"].iloc[0]):
+                label += f" {float(s['score'].iloc[0]):.2f}/{float(s['ceiling'].iloc[0]):.2f}"
+                label += "" if bool(s["resolvable"].iloc[0]) else " n.r."
             ax.bar(x + (k - len(variants) / 2) * width, counts / max(1, counts.sum()), width, label=label)
         if bench.counts is not None:
             c = np.asarray(bench.counts, dtype=float)
@@ -354,7 +379,8 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("In-silico electrophysiology of the V1 blocks (legend: score vs V1)", fontsize=10)
+    fig.suptitle("In-silico electrophysiology of the V1 blocks: unit histograms pooled over each variant's models "
+                 "vs V1 (legend: n units, score/ceiling at that n; n.r. = not resolvable at that n)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -372,49 +398,110 @@ def _pair_reference(m: dict, refs: list[dict]) -> tuple[dict, str]:
     return refs[0], "unpaired"
 
 
+def _cka_rows(acts_a: dict, acts_b: dict, layers: list[str]) -> list[dict]:
+    """CKA per layer and probe (and all probes pooled) from cached activations."""
+    from v1sweep.analysis.cka import linear_cka
+
+    rows = []
+    for layer in layers:
+        for probe in acts_a:
+            rows.append({"layer": layer, "probe": probe, "n_images": len(acts_a[probe][layer]),
+                         "cka": linear_cka(acts_a[probe][layer], acts_b[probe][layer])})
+        if len(acts_a) > 1:
+            xa = torch.cat([acts_a[p][layer] for p in acts_a])
+            xb = torch.cat([acts_b[p][layer] for p in acts_a])
+            rows.append({"layer": layer, "probe": "all", "n_images": len(xa), "cka": linear_cka(xa, xb)})
+    return rows
+
+
+def _cka_baselines(models: list[dict], acts: dict, layers: list[str]) -> pd.DataFrame:
+    """Same-variant, different-seed CKA: how similar two models of one variant are (the ceiling a
+    cross-variant CKA is read against)."""
+    rows = []
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            if a["variant"] != b["variant"]:
+                continue
+            for r in _cka_rows(acts[a["run_id"]], acts[b["run_id"]], layers):
+                rows.append({**r, "variant": a["variant"], "seeds_a": f"{a['train_seed']}/{a['rf_seed']}",
+                             "seeds_b": f"{b['train_seed']}/{b['rf_seed']}", "run_a": a["run_id"],
+                             "run_b": b["run_id"]})
+    return pd.DataFrame(rows, columns=["variant", "layer", "probe", "n_images", "cka", "seeds_a", "seeds_b", "run_a",
+                                       "run_b"])
+
+
 def _cka(models: list[dict], reference: str, images: torch.Tensor, probes: dict[str, torch.Tensor],
-         corruptions: Sequence[str], severity: int, out_dir: Path) -> dict[str, Any]:
-    from v1sweep.analysis.cka import layer_cka
+         corruptions: Sequence[str], severity: int, out_dir: Path, n_perm: int = 200,
+         seed: int = 0) -> dict[str, Any]:
+    from v1sweep.analysis.cka import cka_permutation_null, collect_activations
     from v1sweep.models import analysis_layers
 
+    names = [set(analysis_layers(m["model"])) for m in models]
+    layers = [n for n in analysis_layers(models[0]["model"]) if n != "features" and all(n in s for s in names)]
+    sets = {"clean": images, **probes}
+    acts = {m["run_id"]: {p: collect_activations(m["model"], x, layers) for p, x in sets.items()} for m in models}
     refs = [m for m in models if m["variant"] == reference]
     rows = []
-    for m in models:
+    for k, m in enumerate(models):
         if m["variant"] == reference:
             continue
         ref, how = _pair_reference(m, refs)
-        layers = [n for n in analysis_layers(m["model"]) if n != "features" and n in analysis_layers(ref["model"])]
-        table = layer_cka(m["model"], ref["model"], images, layers, probes=probes)
-        rows.append(table.rename(columns={"layer_a": "layer"}).drop(columns=["layer_b"]).assign(
-            variant=m["variant"], reference=reference, run_id=m["run_id"], reference_run_id=ref["run_id"],
-            train_seed=m["train_seed"], rf_seed=m["rf_seed"], pairing=how))
-    cka = pd.concat(rows, ignore_index=True)
-    cka = cka[["variant", "reference", "train_seed", "rf_seed", "pairing", "layer", "probe", "n_images", "cka",
-               "run_id", "reference_run_id"]]
+        for r in _cka_rows(acts[m["run_id"]], acts[ref["run_id"]], layers):
+            null = (cka_permutation_null(acts[m["run_id"]]["clean"][r["layer"]],
+                                         acts[ref["run_id"]]["clean"][r["layer"]], n_perm, seed + k)
+                    if r["probe"] == "clean" and n_perm > 0 else np.array([np.nan]))
+            rows.append({**r, "variant": m["variant"], "reference": reference, "run_id": m["run_id"],
+                         "reference_run_id": ref["run_id"], "train_seed": m["train_seed"], "rf_seed": m["rf_seed"],
+                         "pairing": how, "shared_rf_seed": m["rf_seed"] == ref["rf_seed"],
+                         "null_mean": float(np.nanmean(null)) if np.isfinite(null).any() else float("nan"),
+                         "null_q95": float(np.nanquantile(null, 0.95)) if np.isfinite(null).any() else float("nan")})
+    cka = pd.DataFrame(rows)[["variant", "reference", "train_seed", "rf_seed", "pairing", "shared_rf_seed", "layer",
+                              "probe", "n_images", "cka", "null_mean", "null_q95", "run_id", "reference_run_id"]]
+    base = _cka_baselines(models, acts, layers)
     summary = (cka.groupby(["variant", "layer", "probe"], sort=False)
-               .agg(cka=("cka", "mean"), cka_std=("cka", "std"), n_pairs=("run_id", "nunique")).reset_index())
-    paths = {"cka": out_dir / "cka.csv", "cka_summary": out_dir / "cka_summary.csv"}
+               .agg(cka=("cka", "mean"), cka_std=("cka", "std"), n_pairs=("run_id", "nunique"),
+                    null_q95=("null_q95", "mean"), shared_rf_seed=("shared_rf_seed", "all")).reset_index())
+    bsum = base.groupby(["variant", "layer", "probe"]).agg(b=("cka", "mean"), nb=("cka", "size")).reset_index()
+    for col, who in (("same_variant_reference", lambda v: reference), ("same_variant_self", lambda v: v)):
+        look = {(r.variant, r.layer, r.probe): (r.b, r.nb) for r in bsum.itertuples()}
+        vals = [look.get((who(v), layer, probe), (np.nan, 0)) for v, layer, probe in
+                zip(summary["variant"], summary["layer"], summary["probe"])]
+        summary[col] = [v[0] for v in vals]
+        summary[f"n_{col}"] = [v[1] for v in vals]
+    paths = {"cka": out_dir / "cka.csv", "cka_summary": out_dir / "cka_summary.csv",
+             "cka_baselines": out_dir / "cka_baselines.csv"}
     cka.to_csv(paths["cka"], index=False)
     summary.to_csv(paths["cka_summary"], index=False)
+    base.to_csv(paths["cka_baselines"], index=False)
     figure = plot_cka_layers(summary, reference, out_dir / "cka.png")
-    layer_order = list(dict.fromkeys(summary["layer"]))
-    corrupted = summary[~summary["probe"].isin(["clean", "all"])]
-    clean = summary[summary["probe"] == "clean"].pivot(index="variant", columns="layer", values="cka")
-    corr = corrupted.groupby(["variant", "layer"], sort=False)["cka"].mean().unstack("layer")
-    table = pd.concat([clean.assign(probe="clean"), corr.assign(probe="corrupted (mean)")])
-    table = table.reset_index()[["variant", "probe"] + layer_order]
-    unpaired = sorted(set(cka.loc[cka["pairing"] != "seeds", "variant"]))
+    table = summary[summary["probe"] == "clean"][["variant", "layer", "n_pairs", "cka", "cka_std",
+                                                   "same_variant_reference", "n_same_variant_reference",
+                                                   "same_variant_self", "n_same_variant_self", "null_q95"]]
     text = [f"Linear CKA between each variant's model and the {reference} model trained with the same seeds "
-            f"(train.seed, rf.seed), per layer, on {len(images)} clean test images and the same images "
-            f"corrupted ({', '.join(corruptions)}, severity {severity}); mean over seed pairs."]
+            f"(train.seed, rf.seed), per layer, on {len(images)} clean test images and the same images corrupted "
+            f"({', '.join(corruptions)}, severity {severity}); mean (cka) and SD (cka_std) over the n_pairs seed "
+            "pairs. A cross-variant CKA means something only beside its baselines: same_variant_reference / "
+            "same_variant_self = CKA between two models of one variant trained with different seeds (n_* pairs; "
+            f"what seed alone changes), null_q95 = 95th percentile of {n_perm} CKAs with the images shuffled on "
+            "one side (chance). Table: clean probe; every probe in cka_summary.csv."]
+    shared = sorted(set(cka.loc[cka["shared_rf_seed"].astype(bool), "variant"]))
+    if shared:
+        text.append(f"Note: {', '.join(shared)} share rf.seed with their {reference} partner, hence the same phase "
+                    "and colour draws: part of their CKA at the V1 block comes from those shared draws, not from "
+                    "the compared property.")
+    unpaired = sorted(set(cka.loc[cka["pairing"] != "seeds", "variant"]))
     if unpaired:
         text.append(f"Note: no {reference} model with the same seeds for {', '.join(unpaired)}; paired with "
                     "another seed (see the `pairing` column of cka.csv).")
+    if base.empty:
+        text.append("Note: no variant has two models with different seeds: no same-variant baseline, so the "
+                    "cross-variant CKA cannot be read as large or small (analyse more models: max_models).")
     return {"tables": paths, "figure": figure, "section_table": table, "text": text}
 
 
 def plot_cka_layers(summary: pd.DataFrame, reference: str, path: str | Path) -> Path:
-    """CKA against the reference per layer: clean probe (solid) and corrupted probes' mean (dashed)."""
+    """Per variant: cross-variant CKA per layer (clean: solid with SD error bars over seed pairs;
+    corrupted probes' mean: dashed), the same-variant baselines (dotted) and the permutation null."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -422,21 +509,33 @@ def plot_cka_layers(summary: pd.DataFrame, reference: str, path: str | Path) -> 
 
     layers = list(dict.fromkeys(summary["layer"]))
     x = np.arange(len(layers))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(layers), 3.4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (variant, sub) in enumerate(summary.groupby("variant", sort=False)):
-        color = colors[k % len(colors)]
+    variants = list(dict.fromkeys(summary["variant"]))
+    fig, axes = plt.subplots(1, len(variants), figsize=((1.2 + 0.9 * len(layers)) * len(variants), 3.8),
+                             squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        sub = summary[summary["variant"] == variant]
         clean = sub[sub["probe"] == "clean"].set_index("layer").reindex(layers)
         corr = sub[~sub["probe"].isin(["clean", "all"])].groupby("layer")["cka"].mean().reindex(layers)
-        ax.errorbar(x, clean["cka"], yerr=clean["cka_std"].fillna(0), color=color, marker="o", capsize=2,
-                    label=f"{variant}: clean")
-        ax.plot(x, corr, color=color, marker="s", linestyle="--", label=f"{variant}: corrupted")
-    ax.set_xticks(x)
-    ax.set_xticklabels(layers, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"linear CKA vs {reference}")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+        n = int(clean["n_pairs"].max())
+        ax.errorbar(x, clean["cka"], yerr=clean["cka_std"].fillna(0), color="tab:blue", marker="o", capsize=2,
+                    label=f"{variant} vs {reference}, clean (n={n} pairs)")
+        ax.plot(x, corr, color="tab:blue", marker="s", linestyle="--", label="same, corrupted (mean)")
+        for col, color, name in (("same_variant_reference", "tab:green", f"{reference} vs {reference}"),
+                                 ("same_variant_self", "tab:orange", f"{variant} vs {variant}")):
+            nb = int(clean[f"n_{col}"].max())
+            if nb:
+                ax.plot(x, clean[col], color=color, marker="^", linestyle=":",
+                        label=f"{name}, other seed (n={nb})")
+        ax.fill_between(x, 0, clean["null_q95"].fillna(0), color="0.6", alpha=0.3, label="null 95% (shuffled)")
+        ax.set_xticks(x)
+        ax.set_xticklabels(layers, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("linear CKA")
+        ax.set_title(f"{variant}: bars = SD over seed pairs", fontsize=9)
+        ax.legend(fontsize=6.5)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"CKA to the {reference} model with the same seeds, beside same-variant baselines and the "
+                 "permutation null", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -470,21 +569,38 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
     numeric = [c for c in full.columns if c not in keys + ["train_seed", "rf_seed", "reference"]
                and pd.api.types.is_numeric_dtype(full[c])]
     summary = full.groupby(keys, sort=False)[numeric].mean().reset_index()
-    summary.insert(3, "n_seed_pairs", full.groupby(keys, sort=False).size().to_numpy())
+    n_pairs = full.groupby(keys, sort=False).size().to_numpy()
+    summary.insert(3, "n_seed_pairs", n_pairs)
+    spread = full.groupby(keys, sort=False)[numeric].std().reset_index(drop=True)
+    for col in ("resp_distortion", "weight_share_per_unit", "rel_delta_corruption_acc",
+                "eq_rel_delta_corruption_acc", "delta_corruption_acc_per_unit"):
+        if col in summary.columns:
+            summary[f"{col}_sd"] = spread[col].to_numpy()
+    if "eq_rel_delta_corruption_acc" in summary.columns and n_pairs.min() >= 2:
+        summary["eq_rel_delta_corruption_acc_err"] = summary["eq_rel_delta_corruption_acc_sd"]
+        summary.attrs["n_note"] = (f"mean over {int(n_pairs.min())}-{int(n_pairs.max())} seed pairs; error bars: "
+                                   "SD over seed pairs")
+    else:
+        summary.attrs["n_note"] = "1 seed pair; error bars: SD over the equal-size draws"
     summary.attrs.update({"reference": reference})
     paths = {"subpopulations": out_dir / "subpopulations.csv",
              "subpopulations_summary": out_dir / "subpopulations_summary.csv"}
     full.to_csv(paths["subpopulations"], index=False)
     summary.to_csv(paths["subpopulations_summary"], index=False)
     figure = plot_subpopulations(summary, out_dir / "subpopulations.png")
-    cols = keys + [c for c in ("n_units", "resp_distortion", "weight_share_per_unit", "weight_gram_similarity_vs_ref",
-                               "rel_delta_clean_acc", "rel_delta_corruption_acc") if c in summary.columns]
+    cols = keys + ["n_seed_pairs"] + [c for c in (
+        "n_units", "resp_distortion", "weight_share_per_unit", "weight_gram_similarity_vs_ref", "rel_delta_clean_acc",
+        "rel_delta_corruption_acc", "delta_corruption_acc_per_unit", "eq_units", "eq_rel_delta_corruption_acc",
+        "eq_rel_delta_corruption_acc_sd") if c in summary.columns]
     text = [f"V1 units grouped by SF band (terciles, {sf_edges[0]:.3g} / {sf_edges[1]:.3g} cpd), orientation and "
             f"cell type; per group and variant: response distortion under corruption, the bottleneck's "
             f"weight share per unit, and the relative accuracy change when the group is silenced, on "
             f"{len(images)} test images (corrupted set: {', '.join(corruptions)} at severity {severity}, one "
             "per image in turn); mean over seed pairs, weight similarity against the "
-            f"{reference} model with the same seeds."]
+            f"{reference} model with the same seeds. Groups differ in size, so whole-group ablation effects are "
+            "also given per ablated unit (delta_corruption_acc_per_unit) and from equal-size ablations "
+            "(eq_*: random subsets of eq_units units, the smallest group of the grouping over all variants, "
+            "mean over draws); *_sd = SD over seed pairs (n_seed_pairs)."]
     if labels is None:
         text.append("Note: probe images came without labels, so the ablation (accuracy impact) was skipped.")
     return {"tables": paths, "figure": figure, "section_table": summary[cols], "text": text}
@@ -495,7 +611,8 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                          probe_images: torch.Tensor | None = None, probe_labels: torch.Tensor | None = None,
                          max_models: int = 8, corruption_names: Sequence[str] = DEFAULT_CORRUPTIONS,
                          severity: int = 3, n_probe: int = 256, reference: str = REFERENCE, quick: bool = True,
-                         device: str | torch.device = "auto", log: Log | None = None) -> dict[str, Any]:
+                         device: str | torch.device = "auto", log: Log | None = None, stage: Log | None = None,
+                         n_perm: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
 
     `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
@@ -504,11 +621,15 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
     DataFrame)], figures: the report's `Section` fields), ``notes``, ``models`` (the models used)
     and ``timings`` (seconds per stage). `quick` uses a reduced grating protocol (one aperture).
     `device` "auto" takes CUDA when available (the ablations run thousands of forward passes).
+    `log` gets one line per model / stage, `stage(name)` is called as each stage starts (progress);
+    min(`n_perm`, 200) permutations make the CKA null and `n_perm` // 10 (at least 20) same-size samples from
+    the V1 data the benchmark ceilings, seeded by `seed`.
     """
     from v1sweep.corruptions.catalog import CORRUPTIONS
     from v1sweep.training import resolve_device
 
     log = log or (lambda _msg: None)
+    stage = stage or (lambda _name: None)
     start = time.perf_counter()
     if "run_id" not in runs_df.columns:
         raise ValueError("runs_df must be a `v1sweep.query.runs` table (it has no run_id column)")
@@ -527,6 +648,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
 
     loaded: list[dict] = []
     t0 = time.perf_counter()
+    stage(f"models: loading {len(chosen)} trained model(s) from MLflow")
     for row in chosen.itertuples(index=False):
         try:
             model, config, rf = load_trial_model(row.run_id, tracking_uri=tracking_uri, device=device)
@@ -536,6 +658,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
         if rf is None:
             notes.append(f"run {row.run_id}: plain baseline (no V1 block); left out")
             continue
+        log(f"loaded {row.variant} (train.seed {row.train_seed}, rf.seed {row.rf_seed})")
         loaded.append({"run_id": row.run_id, "trial_id": getattr(row, "trial_id", None), "variant": row.variant,
                        "train_seed": row.train_seed, "rf_seed": row.rf_seed, "model": model, "config": config,
                        "rf": rf})
@@ -576,18 +699,19 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
         result["timings"]["corrupt_s"] = time.perf_counter() - t0
 
     stages = [("Trained models: in-silico electrophysiology of the V1 block", "electrophysiology",
-               lambda: _electrophysiology(loaded, out_dir, quick))]
+               lambda: _electrophysiology(loaded, out_dir, quick, max(20, n_perm // 10), seed))]
     if len(variants) == 1:
         notes.append(f"only one variant ({variants[0]}): no pairs of variants, CKA skipped")
     if probe_images is not None:
         if len(variants) > 1:
             stages.append((f"Trained models: representational similarity (CKA) to the {reference} model", "cka",
                            lambda: _cka(loaded, reference, probe_images, probes, corruption_names, severity,
-                                        out_dir)))
+                                        out_dir, min(n_perm, 200), seed)))
         stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
                        lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
                                                corruption_names, severity, out_dir)))
     for title, name, fn in stages:
+        stage(f"models: {name}")
         t0 = time.perf_counter()
         part = fn()
         result["timings"][f"{name}_s"] = time.perf_counter() - t0
