@@ -102,8 +102,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
     """
     sched = torch.optim.lr_scheduler
     if config.schedule == "plateau":
-        mode = "min" if config.plateau_metric.endswith("loss") else "max"
-        return sched.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
+        minimise = config.plateau_metric.endswith("loss")
+        return sched.ReduceLROnPlateau(optimizer, mode="min" if minimise else "max", factor=config.plateau_factor,
                                        patience=config.plateau_patience, threshold=config.plateau_threshold,
                                        threshold_mode="rel")
     if config.schedule == "step":
