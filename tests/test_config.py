@@ -134,3 +134,24 @@ def test_configs_are_frozen():
 def test_field_docs_cover_every_leaf_key():
     keys = {row[0] for row in config.field_docs()}
     assert keys == set(config.to_flat(config.from_dict({})))
+
+
+FAITHFUL_KEYS = ("model.bottleneck_norm", "model.stem", "rf.sf_truncation", "rf.preset", "train.schedule",
+                 "train.plateau_metric", "train.plateau_factor", "train.plateau_patience", "train.plateau_threshold",
+                 "frontend.noise_scale", "frontend.noise_level")
+
+
+@pytest.mark.parametrize("name", ["paper", "paper_cifar10", "variants", "variants_cifar10", "interpolation",
+                                  "interpolation_cifar10", "frontend"])
+def test_bundled_study_sweeps_keep_the_published_defaults(name, tmp_path):
+    """The study's sweeps (Tiny ImageNet and CIFAR-10) never override the faithful defaults away."""
+    from pathlib import Path
+
+    from v1sweep import sweep_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = sweep_spec.load_sweep(repo / "sweeps" / f"{name}.yaml", data_path=str(tmp_path))
+    base, defaults = spec.base_flat(), config.to_flat(config.from_dict({}))
+    assert {k: base[k] for k in FAITHFUL_KEYS} == {k: defaults[k] for k in FAITHFUL_KEYS}
+    searched = set(spec.parameters()) & set(FAITHFUL_KEYS)
+    assert searched <= ({"frontend.noise_scale"} if name == "frontend" else set())

@@ -272,3 +272,21 @@ def test_published_stem_above_64_px_is_torchvision_stride_2():
     torch.manual_seed(0)
     model = build_model(small_config("tiny", 96, enabled=False), None, num_classes=3).eval()
     assert layer_outputs(model, torch.randn(1, 3, 96, 96), ["bottleneck"])["bottleneck"].shape == (1, 64, 24, 24)
+
+
+def test_weights_saved_before_the_new_options_rebuild_their_network():
+    """Trials saved with BN + ReLU after the bottleneck (or the 3x3 stem) load into that network."""
+    from v1sweep.models import config_for_weights
+
+    torch.manual_seed(0)
+    v1 = small_config("tiny", 32)
+    old = build_model(cfg.replace(v1, **{"model.bottleneck_norm": "bn_relu"}), make_rf(4, 4), num_classes=3)
+    fixed = config_for_weights(v1, old.state_dict())
+    assert fixed.model.bottleneck_norm == "bn_relu"
+    build_model(fixed, make_rf(4, 4), num_classes=3).load_state_dict(old.state_dict())
+    new = build_model(v1, make_rf(4, 4), num_classes=3)
+    assert config_for_weights(v1, new.state_dict()) == v1
+    plain = small_config("tiny", 32, enabled=False)
+    old_plain = build_model(cfg.replace(plain, **{"model.stem": "cifar"}), None, num_classes=3)
+    assert config_for_weights(plain, old_plain.state_dict()).model.stem == "cifar"
+    assert config_for_weights(plain, build_model(plain, None, num_classes=3).state_dict()) == plain

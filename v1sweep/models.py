@@ -182,6 +182,27 @@ def build_model(config: "TrialConfig", rf: RFParams | None, num_classes: int) ->
     return V1Net(vone, bottleneck, body, head, backbone=name)
 
 
+def config_for_weights(config: "TrialConfig", state: "dict[str, torch.Tensor]") -> "TrialConfig":
+    """`config` with the bottleneck / stem option the saved weights `state` were trained with.
+
+    Trials saved before ``model.bottleneck_norm`` and ``model.stem`` existed used BN + ReLU after the
+    1x1 conv and, for plain baselines up to 64 px, the 3x3 stem; their config.yaml lacks those keys,
+    so it loads with today's defaults. The weights tell which network they belong to: a
+    ``bottleneck.bn`` entry means ``bn_relu``, a 3x3 stem conv means ``cifar``. A consistent pair is
+    returned unchanged.
+    """
+    from v1sweep.config import replace
+
+    changes: dict[str, str] = {}
+    conv = state.get("bottleneck.conv.weight")
+    if config.frontend.enabled:
+        if "bottleneck.bn.weight" in state and config.model.bottleneck_norm == "none":
+            changes["model.bottleneck_norm"] = "bn_relu"
+    elif conv is not None and tuple(conv.shape[-2:]) == (3, 3) and config.model.stem == "published":
+        changes["model.stem"] = "cifar"
+    return replace(config, **changes) if changes else config
+
+
 def analysis_layers(model: V1Net) -> "OrderedDict[str, nn.Module]":
     """Name -> module whose output `layer_outputs` can return, in forward order.
 

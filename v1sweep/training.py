@@ -102,8 +102,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
     """
     sched = torch.optim.lr_scheduler
     if config.schedule == "plateau":
-        mode = "min" if config.plateau_metric.endswith("loss") else "max"
-        return sched.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
+        minimise = config.plateau_metric.endswith("loss")
+        return sched.ReduceLROnPlateau(optimizer, mode="min" if minimise else "max", factor=config.plateau_factor,
                                        patience=config.plateau_patience, threshold=config.plateau_threshold,
                                        threshold_mode="rel")
     if config.schedule == "step":
@@ -324,9 +324,10 @@ def fit(model: nn.Module, train_loader: Iterable, *, config: TrainConfig,
     `val_fn(model)` returns the validation accuracy or a dict with ``val_acc`` and ``val_loss``;
     ``train.plateau_metric`` of it drives the plateau schedule (without `val_fn`, its training
     counterpart). `on_epoch(epoch, metrics)` gets ``train_loss``, ``train_acc``, ``val_acc``,
-    ``lr`` (the rate used in that epoch) and ``images_per_s``. With `checkpoint_path`, a checkpoint
-    is written after each epoch and, when the file exists, training resumes from it. `fingerprint`
-    identifies the config (default: `config_fingerprint(config)`); a checkpoint with another is refused.
+    ``val_loss`` (when `val_fn` gives it), ``lr`` (the rate used in that epoch) and
+    ``images_per_s``. With `checkpoint_path`, a checkpoint is written after each epoch and, when the
+    file exists, training resumes from it. `fingerprint` identifies the config (default:
+    `config_fingerprint(config)`); a checkpoint with another is refused.
     """
     log = log or (lambda _msg: None)
     device = resolve_device(device if device is not None else config.device)

@@ -75,7 +75,7 @@ def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: st
 
     from v1sweep import config as cfg
     from v1sweep.evaluation import NOISE_SEED
-    from v1sweep.models import build_model
+    from v1sweep.models import build_model, config_for_weights
     from v1sweep.store import mask_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -116,6 +116,7 @@ def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: st
     num_classes = int(head.shape[0]) if head is not None else config.num_classes
     if num_classes is None:
         raise AnalysisError(f"{who}: cannot tell the number of classes ({MODEL_ARTIFACT} has no head.fc.weight)")
+    config = config_for_weights(config, state)  # trials saved before model.bottleneck_norm / model.stem
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation must not move the global RNG
         model = build_model(config, rf, num_classes)
     try:

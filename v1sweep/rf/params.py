@@ -49,7 +49,7 @@ class RFParams:
         if np.any(self.complex[:-1] & ~self.complex[1:]):
             raise ValueError("RFParams must list simple units before complex units")
         # Simple units have no quadrature filter: theirs is their colour, so equal banks compare equal.
-        cq = np.where(np.asarray(self.complex, dtype=bool), self.color_quadrature, self.color)
+        cq = np.where(np.asarray(self.complex, dtype=bool), np.asarray(self.color_quadrature), self.color)
         object.__setattr__(self, QUADRATURE_COLOR, cq.astype(np.asarray(self.color).dtype, copy=False))
 
     def __len__(self) -> int:
