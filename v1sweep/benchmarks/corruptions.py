@@ -248,7 +248,8 @@ def _print_suites(names: list[str], per_image: dict, benchmark: tuple[str, ...])
     fifteen = [n for n in names if n in benchmark]
     if len(fifteen) == len(benchmark):
         groups.append(("15 benchmark", fifteen))
-    groups.append(("whole suite" if len(names) > len(fifteen) or not groups else "all requested", names))
+    if len(names) != len(fifteen) or not groups:
+        groups.append(("whole suite" if len(names) == 19 else "all requested", names))
     for label, members in groups:
         fast, pkg, ref = _suite(per_image, members)
         print(f"{label:<18} {fast:>13.0f} {pkg:>16.0f}  {fast / pkg:>6.1f}x {ref:>16.0f} {fast / ref:>6.1f}x")
