@@ -115,7 +115,7 @@ def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
         pos = torch.tensor([hh * w + ww for hh in rows for ww in cols], dtype=torch.int64, device=x.device)
         dx = rng.randint("dx", (iterations, pos.numel()), -delta, delta)  # (B, it, pos)
         dy = rng.randint("dy", (iterations, pos.numel()), -delta, delta)
-        source = None  # (B, H*W): the pass-start pixel every pixel holds after the passes so far
+        source: Tensor | None = None  # (B, H*W): which original pixel each pixel holds so far
         for it in range(iterations):
             step = torch.arange(h * w, device=x.device).repeat(b, 1)
             src = _pass_sources(pos, dy[:, it].mul(w).add_(dx[:, it]).add_(pos), h * w)
@@ -123,7 +123,8 @@ def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
             step.view(b, h, w)[:, rows[-1]:rows[0] + 1, cols[-1]:cols[0] + 1] = \
                 src.view(b, len(rows), len(cols)).flip(1, 2)
             source = step if source is None else source.gather(1, step)
-        board = board.reshape(b, c, h * w).gather(2, source.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w)
+        if source is not None:
+            board = board.reshape(b, c, h * w).gather(2, source.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w)
     return ops.gaussian_filter(board, sigma, mode="edge")
 
 

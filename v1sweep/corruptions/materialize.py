@@ -34,7 +34,7 @@ from v1sweep.corruptions.catalog import CORRUPTIONS
 from v1sweep.corruptions.params import table_for
 from v1sweep.corruptions.suite import apply, check_name, check_severity
 from v1sweep.corruptions.storage import storage_format, store_uint8
-from v1sweep.corruptions.textures import resolve_frost
+from v1sweep.corruptions.textures import PHOTOS, resolve_frost
 
 CODE_VERSION = 2  # bump whenever a corruption's output changes, so old sets are not reused
 FORMAT = "v1sweep-corruptions/1"
@@ -165,7 +165,7 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
     parts = set_key(imgs, lab, idx, seed, table, frost, storage)
     folder = Path(cache_dir) if exact_dir else cache_root(cache_dir) / "corruptions" / parts["key"]
     folder.mkdir(parents=True, exist_ok=True)
-    if frost == "published" and parts["frost"] != "imagecorruptions-photos" and log is not None:
+    if frost == "published" and parts["frost"] != PHOTOS and log is not None:
         log(f"WARNING: frost falls back to {parts['frost']} textures (published photographs missing)")
     say = log or (lambda msg: None)
     batch = batch_size or default_batch(h, w)

@@ -113,9 +113,12 @@ class CounterRNG:
         n = math.prod(shape)
         half = (n + 1) // 2
         u = self._to_unit(self.bits(stream, (2, half)))
-        r = torch.sqrt(-2.0 * torch.log(u[:, 0]))
-        theta = (2.0 * math.pi) * u[:, 1]
-        z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :n]
+        r = u[:, 0].log_().mul_(-2.0).sqrt_()  # sqrt(-2 log u0), in place
+        theta = u[:, 1].mul_(2.0 * math.pi)
+        z = torch.empty(self.batch, 2 * half, dtype=u.dtype, device=u.device)
+        torch.cos(theta, out=z[:, :half]).mul_(r)
+        torch.sin(theta, out=z[:, half:]).mul_(r)
+        z = z[:, :n]
         if std != 1.0:
             z = z.mul_(std)
         if mean != 0.0:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from v1sweep.corruptions import ops
 
 STORAGE_CHOICES = ("published", "lossless")
 TINY_JPEG_QUALITY = 85
@@ -38,8 +37,14 @@ def store_uint8(images: Tensor, table: str, storage: str = "published") -> Tenso
     Truncation keeps values within 1e-4 grey levels below an integer on that integer (float32
     rounding of results that are whole grey levels in float64)."""
     fmt = storage_format(table, storage)
-    how = "round" if fmt == "uint8-round" else "floor"
-    u8 = ops.quantize_uint8(images, how, TRUNCATE_GUARD).mul_(255).round_().to(torch.uint8).cpu()
+    b, _, h, w = images.shape
+    u8 = torch.empty(images.shape, dtype=torch.uint8, device=images.device)
+    step = max(1, (1 << 18) // max(1, h * w))  # chunks that stay in cache (as `apply` does)
+    for start in range(0, b, step):
+        levels = images[start:start + step].clamp(0, 1).mul_(255)
+        levels = levels.round_() if fmt == "uint8-round" else levels.add_(TRUNCATE_GUARD).floor_()
+        u8[start:start + step] = levels
+    u8 = u8.cpu()
     if fmt.endswith("+jpeg85"):
         from v1sweep.corruptions.digital import jpeg_roundtrip
 

@@ -113,5 +113,7 @@ def apply(images: Tensor, name: str, severity: int, seed: int = 0,
             part = slice(start, start + step)
             x = images[part].detach().to(torch.float32).contiguous()
             rng = CounterRNG(seed, name, severity, idx[part], images.device)
-            out[part] = fn(x, param, rng).clamp(0.0, 1.0)  # never in place: may share memory with x
+            # clamped straight into `out` (a fresh tensor): never in place on fn's result, which may
+            # share memory with x and so with `images`
+            torch.clamp(fn(x, param, rng), 0.0, 1.0, out=out[part])
     return out
