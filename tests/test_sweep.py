@@ -186,6 +186,23 @@ def test_search_algorithm_failure_is_one_error_line_and_failed_parent(ray_local,
     assert "sampler exploded" in parent.data.tags["v1sweep.error"]
 
 
+def test_experiment_opens_as_training_runs_with_a_saved_trials_view(ray_local, tmp_path):
+    """MLflow's UI reads the experiment-kind tag (training runs, not GenAI) and restores the shared
+    view: its filter must select exactly the sweep's trials, its columns the headline metrics."""
+    spec = make_spec(tmp_path)
+    outcome = run_sweep(spec, trial_fn=services.fake_trial, storage=tmp_path / "runs", verbose=0,
+                        out=lambda _m: None)
+    client = MlflowClient(outcome.tracking_uri)
+    tags = client.get_experiment(outcome.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(tags["mlflow.sharedViewState.v1sweep-t"])
+    found = client.search_runs([outcome.experiment_id], view["searchFilter"])
+    assert sorted(r.data.tags["trial_id"] for r in found) == sorted(outcome.trial_ids)
+    assert {"metrics.`clean_acc`", "metrics.`corruption_acc`", "metrics.`rf_similarity`",
+            "params.`rf.strategy`", "params.`train.seed`"} <= set(view["selectedColumns"])
+    assert view["orderByKey"] == "metrics.`corruption_acc`" and view["orderByAsc"] is False
+
+
 def test_random_search_is_seeded_and_respects_domains(ray_local, tmp_path):
     space = {"train.lr": {"loguniform": [0.001, 0.1]}, "frontend.k_exc": {"quniform": [10, 40, 5]},
              "model.bottleneck": {"quniform": [16, 64, 16]}, "frontend.ksize": {"choice": [7, 9]},
