@@ -124,11 +124,12 @@ def checked_search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | No
 def search_failure(exc: BaseException) -> SearchAlgorithmFailed | None:
     """The `SearchAlgorithmFailed` behind an exception Ray Tune raised (it may wrap it)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, SearchAlgorithmFailed):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SearchAlgorithmFailed):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 
@@ -197,8 +198,8 @@ def quiet_libraries(verbose: int) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, level in old.items():
-            logging.getLogger(name).setLevel(level)
+        for name, previous in old.items():
+            logging.getLogger(name).setLevel(previous)
 
 
 # ---------------------------------------------------------------------------------------------
