@@ -23,24 +23,27 @@ def installed(tmp_path_factory) -> dict:
     """(venv python, v1sweep script, an empty working directory, the environment to run them in)."""
     pytest.importorskip("setuptools")
     root = tmp_path_factory.mktemp("install")
+    # no PYTHONPATH: pip would take a checkout on it for an installed v1sweep and skip the wheel
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     wheels = root / "wheels"
     built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                  "-w", str(wheels), str(REPO)], cwd=root)
+                  "-w", str(wheels), str(REPO)], cwd=root, env=clean)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = wheels.glob("v1sweep-*.whl")
     venv = root / "venv"
-    made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root)
+    made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root, env=clean)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
     done = _run([sys.executable, "-m", "pip", "-q", "--python", str(python), "install", "--no-deps", "--no-index",
-                 str(wheel)], cwd=root)
+                 str(wheel)], cwd=root, env=clean)
     assert done.returncode == 0, done.stderr[-3000:]
-    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=root)
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=root,
+                env=clean)
     # the dependencies of the running environment, after the venv's own packages (v1sweep from the wheel)
     (Path(site.stdout.strip()) / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     empty = root / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = dict(clean)
     env.update(HOME=str(root), MLFLOW_TRACKING_URI="", V1SWEEP_CACHE=str(root / "cache"), RAY_USAGE_STATS_ENABLED="0")
     return {"python": python, "v1sweep": venv / "bin" / "v1sweep", "cwd": empty, "env": env}
 

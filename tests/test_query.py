@@ -192,6 +192,31 @@ def test_runs_state_flags_and_all_parents(store):
     assert set(both["parent_run_id"]) == {store["old"], store["parent"]}
 
 
+@pytest.mark.parametrize("flags", [{}, {"include_failed": True, "include_stopped": True, "include_running": True},
+                                   {"all_parents": True}])
+def test_direct_sqlite_reader_matches_mlflows_client(store, monkeypatch, flags):
+    """`status` / `best` read a local sqlite store without importing MLflow; the tables must be the
+    ones MLflow's own client returns (V1SWEEP_MLFLOW_CLIENT_ONLY switches the direct reader off)."""
+    from v1sweep.local_store import open_store
+
+    assert open_store(store["uri"]) is not None  # the fast path is really taken
+    fast = query.runs("qsweep", tracking_uri=store["uri"], **flags)
+    fast_parents = [p.info.run_id for p in query.parent_runs("qsweep", tracking_uri=store["uri"])]
+    monkeypatch.setenv("V1SWEEP_MLFLOW_CLIENT_ONLY", "1")
+    slow = query.runs("qsweep", tracking_uri=store["uri"], **flags)
+    slow_parents = [p.info.run_id for p in query.parent_runs("qsweep", tracking_uri=store["uri"])]
+    assert fast_parents == slow_parents
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_status_of_a_local_store_imports_no_mlflow(store):
+    code = ("import sys; from v1sweep.cli import main; rc = main(['status', 'qsweep', '--tracking-uri', "
+            f"{store['uri']!r}]); print('MLFLOW' if 'mlflow' in sys.modules else 'NO-MLFLOW', rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("NO-MLFLOW 0") and "trials 8" in result.stdout
+
+
 @pytest.mark.parametrize("filter_string, expected", [
     ("params.rf.strategy = 'biological'", ["t0", "t1"]),
     ("params.`rf.strategy` = 'biological'", ["t0", "t1"]),

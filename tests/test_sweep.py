@@ -129,6 +129,22 @@ def test_optuna_tpe_and_nsga2(ray_local, tmp_path):
         assert len({config_of(spec, r).frontend.k_exc for r in runs.values()}) == n  # sampled, not repeated
 
 
+def test_bundled_frontend_sweep_runs_nsga2(ray_local, tmp_path):
+    """The bundled NSGA-II sweep (sweeps/frontend.yaml) runs as shipped, shrunk to 4 CPU trials of the
+    deterministic trial function: Ray Tune pickles its Optuna 5 sampler at start and at checkpoints."""
+    (tmp_path / "data").mkdir()
+    spec = sweep_spec.load_sweep("frontend", ["search.num_samples=4", "search.max_concurrent=2", "resources.gpu=0",
+                                              "resources.cpu=1"], data_path=str(tmp_path / "data"))
+    assert spec.search.algorithm == "optuna-multi" and spec.file.endswith("frontend.yaml")
+    outcome = run_sweep(spec, trial_fn=services.fake_trial, storage=tmp_path / "runs", verbose=0,
+                        out=lambda _m: None)
+    assert outcome.counts["finished"] == 4 and not outcome.interrupted
+    runs = child_runs(outcome.tracking_uri, outcome.parent_run_id)
+    assert len(runs) == 4
+    for run in runs.values():
+        assert_final_metrics(run, services.expected_final(config_of(spec, run)))
+
+
 def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
     """Ray Tune pickles the searcher with its sampler; the copy must sample like the original."""
     import pickle
@@ -184,6 +200,23 @@ def test_search_algorithm_failure_is_one_error_line_and_failed_parent(ray_local,
                                    "tags.`v1sweep.role` = 'sweep'")
     assert parent.info.status == "FAILED"
     assert "sampler exploded" in parent.data.tags["v1sweep.error"]
+
+
+def test_experiment_opens_as_training_runs_with_a_saved_trials_view(ray_local, tmp_path):
+    """MLflow's UI reads the experiment-kind tag (training runs, not GenAI) and restores the shared
+    view: its filter must select exactly the sweep's trials, its columns the headline metrics."""
+    spec = make_spec(tmp_path)
+    outcome = run_sweep(spec, trial_fn=services.fake_trial, storage=tmp_path / "runs", verbose=0,
+                        out=lambda _m: None)
+    client = MlflowClient(outcome.tracking_uri)
+    tags = client.get_experiment(outcome.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(tags["mlflow.sharedViewState.v1sweep-t"])
+    found = client.search_runs([outcome.experiment_id], view["searchFilter"])
+    assert sorted(r.data.tags["trial_id"] for r in found) == sorted(outcome.trial_ids)
+    assert {"metrics.`clean_acc`", "metrics.`corruption_acc`", "metrics.`rf_similarity`",
+            "params.`rf.strategy`", "params.`train.seed`"} <= set(view["selectedColumns"])
+    assert view["orderByKey"] == "metrics.`corruption_acc`" and view["orderByAsc"] is False
 
 
 def test_random_search_is_seeded_and_respects_domains(ray_local, tmp_path):

@@ -204,9 +204,45 @@ def list_sweeps(*, tracking_uri: str | None = None) -> list[dict[str, Any]]:
             for r in parents]
 
 
+def _local(uri: str):
+    """The direct sqlite reader (`v1sweep.local_store`) for a local sqlite store, else None."""
+    if os.environ.get("V1SWEEP_MLFLOW_CLIENT_ONLY"):
+        return None
+    from v1sweep.local_store import open_store
+
+    return open_store(uri)
+
+
+def _local_parents(local, ref: SweepRef) -> list:
+    if ref.parent_run_id:
+        found = local.runs([ref.parent_run_id])
+        if found:
+            return found
+    tags = {"v1sweep.role": SWEEP_ROLE}
+    if ref.name:
+        tags["v1sweep.sweep"] = ref.name
+    if ref.sweep_dir and not ref.name:
+        tags["v1sweep.sweep_dir"] = ref.sweep_dir
+    exp = local.experiment_id(ref.experiment) if ref.experiment else None
+    found = local.runs_tagged(tags, [exp] if exp else None)
+    if not found and ref.alias:
+        return _local_parents(local, SweepRef(name=ref.alias, tracking_uri=ref.tracking_uri,
+                                              experiment=ref.experiment))
+    return found
+
+
 def parent_runs(sweep: str | Path | SweepRef, *, tracking_uri: str | None = None) -> list:
-    """The sweep's parent runs (MLflow `Run` objects), newest first; QueryError if there are none."""
+    """The sweep's parent runs (MLflow `Run` objects, or objects with the same attributes read from
+    a local sqlite store directly), newest first; QueryError if there are none."""
     ref = resolve_sweep(sweep, tracking_uri=tracking_uri)
+    local = _local(ref.tracking_uri)
+    if local is not None:
+        try:
+            found = _local_parents(local, ref)
+        finally:
+            local.close()
+        if found:
+            return found  # none: MLflow's client below names what the store holds
     client = _client(ref.tracking_uri)
     if ref.parent_run_id:
         from mlflow.exceptions import MlflowException
@@ -372,15 +408,17 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
     parents = parent_runs(ref)
     if not all_parents:
         parents = parents[:1]
-    client = _client(ref.tracking_uri)
     user = normalize_filter(filter)
-    found = []
-    for parent in parents:
-        clause = (f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
-                  f"AND tags.`v1sweep.role` = '{TRIAL_ROLE}'")
-        if user:
-            clause += f" AND {user}"
-        found.extend(_search(client, [parent.info.experiment_id], clause, shown=filter))
+    found = None if user else _local_children(ref.tracking_uri, parents)  # filters need MLflow's parser
+    if found is None:
+        client = _client(ref.tracking_uri)
+        found = []
+        for parent in parents:
+            clause = (f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+                      f"AND tags.`v1sweep.role` = '{TRIAL_ROLE}'")
+            if user:
+                clause += f" AND {user}"
+            found.extend(_search(client, [parent.info.experiment_id], clause, shown=filter))
     keep = {"finished"} | ({"failed"} if include_failed else set()) \
         | ({"stopped"} if include_stopped else set()) \
         | ({"running", "interrupted"} if include_running else set())
@@ -393,6 +431,21 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
     if len(frame):
         frame = frame.sort_values(["start_time", "trial_id"], kind="stable", na_position="last")
     return frame.reset_index(drop=True)
+
+
+def _local_children(uri: str, parents: Sequence) -> list | None:
+    """The trial runs of `parents` read from a local sqlite store directly; None: use MLflow."""
+    local = _local(uri)
+    if local is None:
+        return None
+    try:
+        found = []
+        for parent in parents:
+            found.extend(local.runs_tagged({"mlflow.parentRunId": parent.info.run_id, "v1sweep.role": TRIAL_ROLE},
+                                           [parent.info.experiment_id]))
+        return found
+    finally:
+        local.close()
 
 
 def _metric_column(frame: "pd.DataFrame", metric: str) -> str:

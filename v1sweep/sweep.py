@@ -124,11 +124,12 @@ def checked_search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | No
 def search_failure(exc: BaseException) -> SearchAlgorithmFailed | None:
     """The `SearchAlgorithmFailed` behind an exception Ray Tune raised (it may wrap it)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, SearchAlgorithmFailed):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SearchAlgorithmFailed):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 
@@ -197,8 +198,8 @@ def quiet_libraries(verbose: int) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, level in old.items():
-            logging.getLogger(name).setLevel(level)
+        for name, previous in old.items():
+            logging.getLogger(name).setLevel(previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +380,9 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
                                      commit_dirs=[*where, Path.cwd(), sweep_spec.REPO_ROOT])
         _write_json(sweep_dir / SWEEP_JSON, _sweep_info(spec, sweep_dir, uri, tracker, parent, trial_fn))
         out(f"sweep {spec.name}: folder {sweep_dir}")
-        out(f"MLflow: experiment {spec.experiment!r}, parent run {parent}; {_browse_hint(uri, tracker.experiment_id)}")
+        _publish_view(tracker, spec)
+        out(f"MLflow: experiment {spec.experiment!r}, parent run {parent}; "
+            f"{_browse_hint(uri, tracker.experiment_id, spec.name)}")
         with _failing_parent(tracker):
             tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
             return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
@@ -433,6 +436,7 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
                                retry_s=retry_s, log=out)
         children = tracker.attach_sweep(info["parent_run_id"], command=command)
         out(f"resuming sweep {spec.name} in {sweep_dir}: {len(children)} trial run(s) in MLflow")
+        _publish_view(tracker, spec)
         with _failing_parent(tracker):
             tuner, bridge = _restored_tuner(spec, sweep_dir, tracker, trial_fn, verbose, out)
             return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
@@ -558,7 +562,7 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     out(f"sweep {'interrupted' if interrupted else 'done'} in {outcome.seconds:.1f} s: {summary or 'no trials'}; "
         f"MLflow parent run {outcome.parent_run_id} in {mask_uri(uri)}")
-    out(f"results: {_browse_hint(uri, outcome.experiment_id)}")
+    out(f"results: {_browse_hint(uri, outcome.experiment_id, tracker.sweep_name)}")
     if interrupted:
         out(f"continue with: v1sweep resume {sweep_dir}")
     if outcome.lost_writes:
@@ -566,15 +570,24 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     return outcome
 
 
-def _browse_hint(uri: str, experiment_id: str) -> str:
+def _publish_view(tracker: Any, spec: SweepSpec) -> None:
+    """Save the sweep's runs-table view (trials flat, best first, headline metrics and the swept
+    params as columns) in its MLflow experiment, for the URL `_browse_hint` prints."""
+    metric, mode = (spec.search.objectives or [("corruption_acc", "max")])[0]
+    params = [p for key in spec.space for p in key.split(",")]
+    tracker.publish_view(metric=metric, mode=mode, params=params)
+
+
+def _browse_hint(uri: str, experiment_id: str, sweep_name: str) -> str:
     """Where to see the sweep: its runs-table URL on a tracking server, else the `v1sweep ui` command
     and the URL it will serve."""
-    from v1sweep.tracking import experiment_url
+    from v1sweep.tracking import experiment_url, view_key
 
+    view = view_key(sweep_name)
     if uri.startswith(("http://", "https://")):
-        return experiment_url(mask_uri(uri), experiment_id)
+        return experiment_url(mask_uri(uri), experiment_id, view)
     ui = "v1sweep ui" + ("" if _is_default_store(uri) else f" --tracking-uri {mask_uri(uri)}")
-    return f"`{ui}`, then {experiment_url('http://127.0.0.1:5000', experiment_id)}"
+    return f"`{ui}`, then {experiment_url('http://127.0.0.1:5000', experiment_id, view)}"
 
 
 def _is_default_store(uri: str) -> bool:

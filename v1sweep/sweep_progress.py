@@ -109,7 +109,8 @@ class ProgressView:
         return {"metric": self.metric, "mode": self.mode, "heartbeat_s": self.heartbeat_s}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["metric"], state["mode"], heartbeat_s=state["heartbeat_s"])
+        self.metric, self.mode, self.heartbeat_s = state["metric"], state["mode"], state["heartbeat_s"]
+        self.stream, self.tty, self._bar, self._last_key, self._last_line = None, None, None, None, 0.0
 
     def _out(self) -> TextIO:
         return self.stream or sys.stdout

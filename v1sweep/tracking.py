@@ -10,6 +10,7 @@ to its runs instead of creating duplicates. No Ray import here.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import subprocess
@@ -347,6 +348,16 @@ class SweepTracker:
             return exp.experiment_id
         return eid
 
+    def publish_view(self, *, metric: str = "corruption_acc", mode: str = "max", params: Sequence[str] = ()) -> str:
+        """Save the sweep's runs-table view in its experiment (see `view_state`); returns its key."""
+        key = view_key(self.sweep_name)
+        try:
+            self.client.set_experiment_tag(self.experiment_id, SHARED_VIEW_PREFIX + key,
+                                           json.dumps(view_state(self.sweep_name, metric, mode, params)))
+        except Exception:  # noqa: BLE001 - cosmetic: the URL then opens the plain runs table
+            return ""
+        return key
+
     def _mark_training(self, experiment_id: str) -> None:
         """MLflow 3's UI opens an experiment without this tag as GenAI (traces); ours hold training runs."""
         try:
@@ -645,13 +656,36 @@ def _is_number(value: Any) -> bool:
 EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def experiment_url(base: str, experiment_id: str | None = None) -> str:
+# A view of the runs table saved in the experiment (MLflow's "share view": tag
+# mlflow.sharedViewState.<key>, opened by ?viewStateShareKey=<key>): the sweep's trials, flat (not
+# folded under the parent run), best first, with the headline metrics and swept params as columns.
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_METRICS = ("clean_acc", "corruption_acc", "rf_similarity")
+
+
+def view_key(sweep_name: str) -> str:
+    return "v1sweep-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_name)
+
+
+def view_state(sweep_name: str, metric: str = "corruption_acc", mode: str = "max",
+               params: Sequence[str] = ()) -> dict[str, Any]:
+    """The runs-table state MLflow's UI restores from the shared-view tag (plain JSON)."""
+    metrics = [m for m in (metric, *VIEW_METRICS) if m]
+    columns = [f"metrics.`{m}`" for m in dict.fromkeys(metrics)] + [f"params.`{p}`" for p in params]
+    name = sweep_name.replace("\\", "\\\\").replace("'", "\\'")
+    return {"searchFilter": f"tags.`{SWEEP}` = '{name}' AND tags.`{ROLE}` = 'trial'",
+            "orderByKey": f"metrics.`{metric}`", "orderByAsc": mode == "min", "selectedColumns": columns}
+
+
+def experiment_url(base: str, experiment_id: str | None = None, view: str | None = None) -> str:
     """The MLflow UI page of an experiment's runs table (the classic machine-learning view, not
-    the GenAI overview MLflow 3 opens by default); without an id, the experiments list."""
+    the GenAI overview MLflow 3 opens by default), in the saved `view` when given; without an
+    experiment id, the experiments list."""
     base = base.rstrip("/")
     if not experiment_id:
         return f"{base}/#/experiments?workflowType=machine_learning"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    shared = f"viewStateShareKey={view}&" if view else ""
+    return f"{base}/#/experiments/{experiment_id}/runs?{shared}workflowType=machine_learning"
 
 
 def describe_uri(uri: str) -> str:

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from v1sweep.sweep_spec import SweepSpec
 
 HELP = "run a sweep file: Ray Tune trials (local or --address cluster), MLflow parent + child runs"
 
@@ -59,7 +63,7 @@ def verbosity(args: argparse.Namespace) -> int:
 PLACEHOLDER_PATH = "<DATA_PATH>"
 
 
-def load_for_dry_run(args: argparse.Namespace) -> tuple[object, list[str]]:
+def load_for_dry_run(args: argparse.Namespace) -> tuple["SweepSpec", list[str]]:
     """The sweep for ``--dry-run``: expanded even without a dataset path (a placeholder stands in),
     with warnings for what a real run would trip over (no data path, a missing folder, GPUs
     requested on a machine without one)."""

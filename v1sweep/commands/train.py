@@ -27,6 +27,9 @@ def main(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides["train.device"] = args.device
     config = cfg.load(args.config, overrides)  # before importing torch: a typo is reported at once
+    # Importing torch and building the data and corruption sets takes a while on a CPU: say so.
+    print(f"trial {config.name!r}: config OK; loading PyTorch, the {config.data.dataset} data and the "
+          f"corruption sets ...", flush=True)
     from v1sweep.trial import run_trial
 
     result = run_trial(config, args.out, log=lambda msg: print(msg, flush=True))

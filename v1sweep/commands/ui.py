@@ -14,6 +14,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", nargs="?", default=None, metavar="SWEEP",
+                        help="sweep name whose runs table to print the link to (default: every sweep in the store)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes the UI, without "
@@ -32,6 +34,38 @@ def server_command(host: str, port: int, workers: int = 1) -> list[str]:
 
     return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
             "--workers", str(workers)]
+
+
+def sweep_links(uri: str, base: str, only: str | None = None) -> list[tuple[str, str]]:
+    """(sweep name, URL of its runs table in the UI at `base`), newest sweep first; the runs table
+    opens flat, best first, with the headline metrics (`v1sweep.tracking.view_state`)."""
+    from v1sweep import query
+    from v1sweep.tracking import experiment_url, view_key
+
+    try:
+        sweeps = query.list_sweeps(tracking_uri=uri)
+    except query.QueryError:
+        return []
+    links: dict[str, str] = {}
+    for sweep in sweeps:
+        name = sweep["name"]
+        if name and name not in links and (only is None or name == only):
+            links[name] = experiment_url(base, sweep["experiment_id"], view_key(name))
+    if only is not None and not links:
+        from v1sweep.errors import ConfigError
+
+        known = ", ".join(dict.fromkeys(s["name"] for s in sweeps if s["name"])) or "none"
+        raise ConfigError(f"no sweep {only!r} in the store; sweeps there: {known}", key="SWEEP")
+    return list(links.items())
+
+
+def print_links(links: list[tuple[str, str]], base: str) -> None:
+    from v1sweep.tracking import experiment_url
+
+    if not links:
+        print(f"  experiments: {experiment_url(base)}")
+    for name, link in links:
+        print(f"  sweep {name}: {link}")
 
 
 def url_for(host: str, port: int) -> str:
@@ -85,6 +119,7 @@ def main(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://", "databricks")):
         # A tracking server already serves its own UI; starting another would only proxy it.
         print(f"the tracking store is a server; its UI is at {mask_uri(uri)}")
+        print_links(sweep_links(uri, mask_uri(uri), args.sweep), mask_uri(uri))
         return 0
     if not 0 < args.port < 65536:
         raise ConfigError(f"{args.port} is out of range; allowed: 1-65535", key="--port")
@@ -98,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     url = url_for(args.host, args.port)
+    links = sweep_links(uri, url, args.sweep) if db is None or db.exists() else []
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_HOST", "MLFLOW_PORT")}
     env["MLFLOW_BACKEND_STORE_URI"] = uri
     print(f"starting the MLflow UI for {mask_uri(uri)} ...", flush=True)
@@ -116,7 +152,9 @@ def main(args: argparse.Namespace) -> int:
             print(mask_text(log[-3000:], uri), file=sys.stderr)
             print(f"v1sweep ui: the MLflow server did not come up on {url}", file=sys.stderr)
             return 1
-        print(f"MLflow UI: {url}  (store {mask_uri(uri)}; Ctrl-C to stop)", flush=True)
+        print(f"MLflow UI: {url}  (store {mask_uri(uri)}; Ctrl-C to stop)")
+        print_links(links, url)
+        sys.stdout.flush()
         for line in proc.stdout:  # relay the server log, masked, until it exits
             sys.stderr.write(mask_text(line, uri))
         return proc.wait()
