@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from v1sweep import sweep_spec
+from v1sweep import sweep_resources, sweep_spec
 from v1sweep.errors import ConfigError, OutputError, V1SweepError
 from v1sweep.store import mask_uri, resolve_tracking_uri
 from v1sweep.sweep_callback import TrackingBridge, make_callback
@@ -280,6 +280,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
 
     check_address(address)
     started = time.monotonic()
+    if address is None:
+        sweep_resources.check_local(spec, num_cpus)
     uri = resolve_tracking_uri(tracking_uri, fallback=spec.tracking.uri)
     out(f"MLflow tracking store: {describe_uri(uri)}")
     check_store(uri)
@@ -292,6 +294,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
         raise V1SweepError(f"the sweep storage folder {storage_dir} is not writable")
     command = command or command_line(uri=uri)
     with _tune_env(), ray_session(address, num_cpus, log=out):
+        sweep_resources.check_connected(spec, address)
         sweep_dir = _new_sweep_dir(storage_dir, spec.name)
         (sweep_dir / SPEC_YAML).write_text(_yaml(spec.to_dict()))
         files = {"": sweep_dir / SPEC_YAML}

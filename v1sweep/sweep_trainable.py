@@ -11,7 +11,6 @@ and ``params.json`` (a folder of another configuration under the same id is move
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import socket
 from pathlib import Path
@@ -28,20 +27,19 @@ TrialFn = Callable[..., Any]
 
 
 def resolve_trial_fn(ref: TrialFn | str) -> TrialFn:
-    """A callable, or ``"package.module:function"`` imported here (on the worker)."""
+    """A callable (the Python API: the caller's own code), or a registered trial function named in
+    a sweep file, imported here (on the worker); see `v1sweep.trial_functions`."""
     if callable(ref):
         return ref
-    module_name, _, attr = str(ref).partition(":")
+    from v1sweep.trial_functions import resolve
+
     try:
-        obj: Any = importlib.import_module(module_name)
+        return resolve(str(ref))
     except ImportError as exc:
-        raise ConfigError(f"cannot import trial function module {module_name!r} on node "
-                          f"{socket.gethostname()}: {exc}", key="trial_function") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{module_name} has no {attr!r}", key="trial_function")
-        obj = getattr(obj, part)
-    return obj
+        raise ConfigError(f"cannot import trial function {ref!r} on node {socket.gethostname()}: {exc}",
+                          key="trial_function") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="trial_function") from None
 
 
 def _node() -> str:

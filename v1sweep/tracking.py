@@ -523,7 +523,8 @@ class SweepTracker:
         if child is None or child.final:
             return
         ts = int(time.time() * 1000)
-        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v)]
+        # "epoch" is a per-epoch metric, already logged at this step with the last epoch's results.
+        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v) and k != "epoch"]
         # One log_batch: the metrics and the marker a resumed sweep looks for arrive together.
         self.writer.submit(_Op(f"final metrics of trial {trial_id}", trial_id=trial_id, metrics=batch,
                                tags=[RunTag(FINAL_TAG, "true")], resolve=self._resolver(trial_id)))
