@@ -116,6 +116,19 @@ def raising_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None
 
 
 @register
+def filling_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
+                  log: Callable | None = None) -> dict[str, float]:
+    """fake_trial that also writes 1 MiB per epoch into out_dir (fills a small disk)."""
+    def fill(epoch: int, metrics: dict) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        with open(Path(out_dir) / f"blob-{epoch}.bin", "wb") as f:
+            f.write(b"\0" * 2**20)
+
+    return fake_trial(config, out_dir, on_epoch=fill, log=log)
+
+
+@register
 def crashing_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
                    log: Callable | None = None) -> dict[str, float]:
     """The worker process dies (os._exit) after 2 epochs, once per trial; the retry resumes."""

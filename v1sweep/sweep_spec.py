@@ -357,7 +357,8 @@ def _build(raw: Mapping[str, Any], *, file: str | None, base_dir: Path,
     if not isinstance(parsed.name, str) or not _NAME.fullmatch(parsed.name):
         raise ConfigError(f"{parsed.name!r} is not allowed; allowed: letters, digits, '_', '-', '.'",
                           file=file, key="name")
-    _check_trial_function(parsed.trial_function, file)
+    if check_space:  # a worker re-reading a checked spec has another import path: not checked again
+        _check_trial_function(parsed.trial_function, file)
 
     base = _base_trial(parsed, file=file, base_dir=base_dir, overrides=trial_overrides)
     space, origins, includes = _resolve_space(parsed, file=file, base_dir=base_dir)

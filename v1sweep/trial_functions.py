@@ -93,7 +93,7 @@ def check_reference(ref: str) -> None:
     found = importlib.machinery.PathFinder.find_spec(top, elsewhere)
     usual = importlib.util.find_spec(top) if top not in sys.modules else sys.modules[top].__spec__
     usual_origin = _origin(usual)
-    if usual_origin and _under(usual_origin, cwd) and not _installed(top):
+    if usual_origin and _folder_of(usual_origin) == cwd and not _installed(top):
         raise ValueError(f"{ref!r}: module {top!r} would be imported from the working directory "
                          f"({usual_origin}), which a sweep file may not do; allowed: {ALLOWED}")
     if found is None and usual is None:
@@ -101,6 +101,14 @@ def check_reference(ref: str) -> None:
     origin = _origin(found or usual)
     if origin and any(_under(origin, d) for d in _stdlib_dirs()):
         raise ValueError(f"{ref!r} is in Python's standard library, not a trial function; allowed: {ALLOWED}")
+
+
+def _folder_of(origin: str) -> Path:
+    """The sys.path folder a module was found in (a package's parent folder)."""
+    path = Path(origin).resolve()
+    if path.name == "__init__.py":
+        path = path.parent
+    return path.parent
 
 
 def _installed(top: str) -> bool:
@@ -114,15 +122,21 @@ def _installed(top: str) -> bool:
 
 
 def resolve(ref: str) -> Callable:
-    """The function `ref` names (see the module doc); ValueError when it is not a registered one."""
-    check_reference(ref)
+    """The function `ref` names (see the module doc); ValueError when it is not a registered one.
+    Where the module lives was checked when the sweep file was loaded (`check_reference`, on the
+    driver); a worker's import path differs, so here only the registration is checked."""
     if ref in BUILTIN:
         from v1sweep.trial import run_trial
 
         return run_trial
     module_name, sep, attr = ref.partition(":")
     if not sep:
-        return _entry_points()[ref].load()
+        points = _entry_points()
+        if ref not in points:
+            raise ValueError(f"{ref!r} is not a registered trial function; allowed: {ALLOWED}")
+        return points[ref].load()
+    if not module_name or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
+        raise ValueError(f"{ref!r} is not allowed; allowed: {ALLOWED}")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         if not hasattr(obj, part):
