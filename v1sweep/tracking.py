@@ -80,8 +80,11 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"cannot write the MLflow database {db}: permission denied")
     from mlflow.tracking import MlflowClient
 
+    from v1sweep.store import prepare_store
+
     try:
         with _quick_http(timeout):
+            prepare_store(uri)  # a new local store: created and migrated under a file lock
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure here means "unusable store"
         first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, uri)
