@@ -88,7 +88,20 @@ def finished_sweep(tmp_path_factory, ray_local):
             client.update_run(run.info.run_id, status="RUNNING")
             for tag in ("v1sweep.status", "v1sweep.final_logged"):
                 client.delete_tag(run.info.run_id, tag)
+            _ray_says_running(outcome.sweep_dir, tid)
     return outcome.sweep_dir, root / "mlflow.db"
+
+
+def _ray_says_running(sweep_dir: Path, trial_id: str) -> None:
+    """Ray's saved state as a killed driver leaves it: the trial still RUNNING, no last result."""
+    (path,) = sweep_dir.glob("experiment_state-*.json")
+    data = json.loads(path.read_text())
+    for entry in data["trial_data"]:
+        trial = json.loads(entry[0])
+        if trial["trial_id"] == trial_id:
+            trial["status"] = "RUNNING"
+            entry[0] = json.dumps(trial)
+    path.write_text(json.dumps(data))
 
 
 def _copy(finished_sweep, tmp_path: Path) -> tuple[Path, str]:
