@@ -245,6 +245,7 @@ def test_retry_failed_reruns_from_checkpoint_and_keeps_the_failed_attempt(ray_lo
         assert run.data.tags["v1sweep.attempts"] == "1" and run.data.tags["v1sweep.attempt.1.error"]
         assert "v1sweep.error" not in run.data.tags
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc")) == [1, 2, 3]
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch")) == [1, 2, 3]
         lines = (outcome.sweep_dir / "trials" / tid / "epochs.jsonl").read_text().splitlines()
         assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
@@ -290,3 +291,16 @@ def test_disk_full_fails_the_trial_naming_the_path_and_resume_continues(ray_loca
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc")) == [1, 2, 3]
         if tid in failed:
             assert "No space left on device" in run.data.tags["v1sweep.attempt.1.error"]
+
+
+def test_epoch_metric_is_logged_once_per_epoch(finished_sweep):
+    """The final result carries `epoch` too; it used to be logged again at the last step (1,2,3,3)."""
+    sweep_dir, db = finished_sweep
+    uri = f"sqlite:///{db}"
+    parent = json.loads((sweep_dir / SWEEP_JSON).read_text())["parent_run_id"]
+    client = MlflowClient(uri)
+    finished = [r for r in _runs(uri, parent).values() if r.data.params["train.seed"] != str(UNFINISHED_SEED)]
+    assert len(finished) == 2
+    for run in finished:
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "epoch")]
+        assert sorted(history) == [(1, 1.0), (2, 2.0), (3, 3.0)], history
