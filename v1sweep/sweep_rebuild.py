@@ -239,7 +239,7 @@ def needs_retry(known: Known, retry_failed: bool) -> bool:
 # ---------------------------------------------------------------------------------------------
 def plan(spec: SweepSpec, known: Mapping[str, Known], *, retry_failed: bool) -> list[dict[str, Any]]:
     """Points a rebuilt sweep runs: {"id": trial id or None (new), "params": space values}."""
-    points = [{"id": k.trial_id, "params": k.params} for k in known.values()
+    points: list[dict[str, Any]] = [{"id": k.trial_id, "params": k.params} for k in known.values()
               if k.state == "unfinished" or needs_retry(k, retry_failed)]
     rng = random.Random(spec.search.seed)
     grid_keys = [k for k, d in spec.space.items() if d.kind == "grid"]
@@ -249,16 +249,16 @@ def plan(spec: SweepSpec, known: Mapping[str, Known], *, retry_failed: bool) -> 
     else:
         combos = list(itertools.product(*(spec.space[k].values for k in grid_keys)))
         planned = [c for _ in range(spec.search.num_samples) for c in combos]
-    for k in known.values():
-        key = tuple(k.params.get(g) for g in grid_keys)
-        if key in planned:
-            planned.remove(key)
+    for trial in known.values():
+        point = tuple(trial.params.get(g) for g in grid_keys)
+        if point in planned:
+            planned.remove(point)
     for combo in planned:
-        params = dict(zip(grid_keys, combo))
+        params: dict[str, Any] = dict(zip(grid_keys, combo))
         for key, dom in spec.space.items():
             if key not in params:
                 params[key] = sample(spec, key, dom, rng)
-        points.append({"id": None, "params": {k: params[k] for k in spec.space}})
+        points.append({"id": None, "params": {key: params[key] for key in spec.space}})
     return points
 
 
@@ -288,7 +288,7 @@ def complete_from_folder(tracker: Any, spec: SweepSpec, known: Known) -> None:
 
     tid, folder = known.trial_id, known.folder
     final = _final(folder) if folder else None
-    if final is None or tracker.is_ended(tid):
+    if folder is None or final is None or tracker.is_ended(tid):
         return
     flat = to_flat(spec.trial_config_for(known.params, name=f"{spec.name}-{tid}"))
     tracker.trial_started(tid, params=flat, run_name=_run_name(tid, known.params))

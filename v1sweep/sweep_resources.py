@@ -13,7 +13,7 @@ sweep with one line naming the key, the request and what the cluster has, and ho
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from v1sweep.errors import ConfigError
 
@@ -24,7 +24,8 @@ def local_resources(num_cpus: int | None) -> dict[str, float]:
     try:
         from ray._private.accelerators import get_accelerator_manager_for_resource
 
-        gpus = float(get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators() or 0)
+        manager = get_accelerator_manager_for_resource("GPU")
+        gpus = float(manager.get_current_node_num_accelerators() or 0) if manager is not None else 0.0
     except Exception:  # noqa: BLE001 - another Ray version: fall back to torch's view
         try:
             import torch
@@ -42,7 +43,7 @@ def cluster_node_resources() -> list[dict[str, float]]:
     return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
 
 
-def check_requests(request: Mapping[str, float], nodes: list[Mapping[str, float]], *, where: str,
+def check_requests(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]], *, where: str,
                    file: str | None = None) -> None:
     """ConfigError unless one node can hold one trial's `request` ({"cpu": c, "gpu": g})."""
     if not nodes:
