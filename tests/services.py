@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from v1sweep.corruptions.catalog import CATEGORIES, CORRUPTIONS
+from v1sweep.trial_functions import register
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -63,6 +64,7 @@ def expected_final(config: Any) -> dict[str, float]:
     return out
 
 
+@register
 def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None, log: Callable | None = None,
                epoch_s: float = 0.0, crash_after: int | None = None) -> dict[str, float]:
     """Epochs with deterministic metrics; resumes from ``checkpoint.json`` in `out_dir`; writes
@@ -95,12 +97,14 @@ def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = 
     return final
 
 
+@register
 def slow_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
                log: Callable | None = None) -> dict[str, float]:
     """fake_trial taking 0.6 s per epoch (for killing a driver mid-sweep)."""
     return fake_trial(config, out_dir, on_epoch=on_epoch, log=log, epoch_s=0.6)
 
 
+@register
 def raising_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
                   log: Callable | None = None) -> dict[str, float]:
     """Raises for strategy unif1 after one epoch; otherwise fake_trial."""
@@ -111,6 +115,20 @@ def raising_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None
     return fake_trial(config, out_dir, on_epoch=on_epoch, log=log)
 
 
+@register
+def filling_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
+                  log: Callable | None = None) -> dict[str, float]:
+    """fake_trial that also writes 1 MiB per epoch into out_dir (fills a small disk)."""
+    def fill(epoch: int, metrics: dict) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        with open(Path(out_dir) / f"blob-{epoch}.bin", "wb") as f:
+            f.write(b"\0" * 2**20)
+
+    return fake_trial(config, out_dir, on_epoch=fill, log=log)
+
+
+@register
 def crashing_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
                    log: Callable | None = None) -> dict[str, float]:
     """The worker process dies (os._exit) after 2 epochs, once per trial; the retry resumes."""

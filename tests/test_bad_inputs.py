@@ -208,6 +208,47 @@ CLI_CASES: list[CliCase] = [
             ("somewhere", "not a sweep folder", "sweep.json")),
     CliCase("resume-corrupt-sweep-json", ("resume", "swept"), {"swept/sweep.json": "{not json"},
             ("swept/sweep.json", ("not valid json", "cannot read", "corrupt", "malformed"))),
+    # ---- issue 12: inputs that used to pass and fail later (or never)
+    CliCase("sweep-float-domain-on-int-key", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ntrial: {}\nsearch: {algorithm: random, num_samples: 2}\n"
+                           "space:\n  train.seed: {uniform: [0, 3]}\n"},
+            ("sweep.yaml", "space.train.seed", "is an integer", "randint")),
+    CliCase("run-num-cpus-zero", ("run", "sweep.yaml", "--num-cpus", "0"),
+            {"sweep.yaml": "name: t\ntrial: {}\n" + GOOD_SPACE}, ("--num-cpus", "allowed: >= 1")),
+    CliCase("run-num-cpus-negative", ("run", "sweep.yaml", "--num-cpus", "-1"),
+            {"sweep.yaml": "name: t\ntrial: {}\n" + GOOD_SPACE}, ("--num-cpus", "allowed: >= 1")),
+    CliCase("resume-num-cpus-zero", ("resume", "somewhere", "--num-cpus", "0"), {"somewhere/notes.txt": "hi"},
+            ("--num-cpus", "allowed: >= 1")),
+    CliCase("sweep-empty-trial-config", ("run", "sweep.yaml", "--dry-run"), {"sweep.yaml": "name: t\n" + GOOD_SPACE},
+            ("sweep.yaml", "trial", "no base trial config", "trial: {}")),
+    CliCase("sweep-trial-function-from-the-working-directory", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ntrial: {}\ntrial_function: evil:run\n" + GOOD_SPACE,
+             "evil.py": "open('pwned', 'w').write('imported')\ndef run(*a, **k):\n    pass\n"},
+            ("sweep.yaml", "trial_function", "working directory", "decorated with @v1sweep.trial_functions.register")),
+    CliCase("sweep-trial-function-os-system", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ntrial: {}\ntrial_function: os:system\n" + GOOD_SPACE},
+            ("sweep.yaml", "trial_function", "standard library")),
+    CliCase("sweep-trial-function-not-registered", ("run", "sweep.yaml", "--dry-run"),
+            {"sweep.yaml": "name: t\ntrial: {}\ntrial_function: mytrial\n" + GOOD_SPACE},
+            ("sweep.yaml", "trial_function", "not a registered trial function", "entry point")),
+    CliCase("sweep-gpu-on-a-machine-without", ("run", "sweep.yaml", "--num-cpus", "1"),
+            {"sweep.yaml": "name: t\ntrial: {}\nresources: {cpu: 1, gpu: 1}\n" + GOOD_SPACE},
+            ("sweep.yaml", "resources.gpu", "asks for 1 GPU", "0 GPU", "--set resources.gpu=0"), needs_no_cuda=True),
+    CliCase("sweep-half-gpu-on-a-machine-without", ("run", "sweep.yaml", "--num-cpus", "1"),
+            {"sweep.yaml": "name: t\ntrial: {}\nresources: {cpu: 1, gpu: 0.5}\n" + GOOD_SPACE},
+            ("sweep.yaml", "resources.gpu", "asks for 0.5 GPU", "0 GPU"), needs_no_cuda=True),
+    CliCase("sweep-cpu-beyond-num-cpus", ("run", "sweep.yaml", "--num-cpus", "2"),
+            {"sweep.yaml": "name: t\ntrial: {}\nresources: {cpu: 8}\n" + GOOD_SPACE},
+            ("sweep.yaml", "resources.cpu", "asks for 8 CPU", "2 CPU", "--set resources.cpu=2")),
+    CliCase("bundled-sweep-gpu-set-to-0-still-too-many-cpus", ("run", "paper.yaml", "--num-cpus", "2", "--data-path",
+                                                              "data", "--set", "resources.gpu=0"),
+            {"paper.yaml": "name: p\ntrial: {}\nresources: {cpu: 4, gpu: 1}\n" + GOOD_SPACE},
+            ("paper.yaml", "resources.cpu", "asks for 4 CPU", "--set resources.cpu=2")),
+    CliCase("custom-path-is-a-folder", trial(), {"cfg.yaml": TINY + "rf: {strategy: custom, custom_path: hists}\n",
+                                                 "hists/a.yaml": "{}\n"},
+            ("hists", "is a folder", "histogram file"), process=True),
+    CliCase("image-size-below-range", trial(), {"cfg.yaml": TINY.replace("image_size: 16", "image_size: 7")},
+            ("cfg.yaml", "data.image_size", "allowed: [8, 512]")),
     # ---- materialising corrupted sets
     CliCase("corrupt-unknown-corruption", ("corrupt", "--corruptions", "gaussian_nois", "--out", "cout"), {},
             ("--corruptions", "gaussian_nois", "valid: gaussian_noise")),
@@ -221,7 +262,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("analyze-too-few-resamples", ("analyze", "nosuch", "--n-boot", "5"), {},
             ("--n-boot", "allowed: >= 100")),
     CliCase("run-tracking-server-unreachable", ("run", "sweep.yaml", "--tracking-uri", "http://127.0.0.1:{port}"),
-            {"sweep.yaml": "name: t\ninclude: [space.yaml]\n", "space.yaml": GOOD_SPACE},
+            {"sweep.yaml": "name: t\ninclude: [space.yaml]\ntrial: {}\n", "space.yaml": GOOD_SPACE},
             ("127.0.0.1:{port}", "not reachable", "mlflow server")),
     CliCase("tracking-server-unreachable",
             ("status", "smoke", "--tracking-uri", "http://127.0.0.1:{port}"), {},
@@ -699,3 +740,64 @@ def test_api_errors_are_typed_and_catchable_as_value_errors():
     for cls in (ConfigError, DatasetError):
         assert issubclass(cls, V1SweepError) and issubclass(cls, ValueError)
     assert issubclass(TrialFailed, V1SweepError) and TrialFailed("diverged", "x").reason == "diverged"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 12, section 4: inputs the API accepts now, consistently
+# ---------------------------------------------------------------------------------------------
+def test_api_repeated_grid_values_are_warned_and_counted_once(tmp_path, capsys):
+    from v1sweep.sweep import print_dry_run
+    from v1sweep.sweep_spec import load_sweep
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: dup\ntrial: {}\nspace:\n  train.seed: {grid: [0, 0, 1]}\n  rf.strategy: {grid: [unif1, unif1]}\n")
+    spec = load_sweep(path)
+    err = capsys.readouterr().err
+    assert "dup.yaml: space.train.seed: 1 repeated grid value(s) dropped" in err and "2 distinct" in err
+    assert "space.rf.strategy: 1 repeated" in err
+    assert spec.space["train.seed"].values == (0, 1) and spec.space["rf.strategy"].values == ("unif1",)
+    lines: list[str] = []
+    trials = print_dry_run(spec, lines.append)
+    assert len(trials) == 2 and "2 trials:" in lines
+    assert len({tuple(sorted(t.items())) for t in trials}) == 2  # every trial distinct
+
+
+def test_api_synthetic_data_at_the_smallest_documented_size():
+    """data.image_size allows 8 px; the synthetic dataset makes 8 px images (it refused < 16 before)."""
+    from v1sweep.data import load_dataset
+
+    config = cfg.from_dict({"data": {"dataset": "synthetic", "image_size": 8, "train_size": 20, "test_size": 10},
+                            "frontend": {"enabled": False}})
+    ds = load_dataset(config.data)
+    assert tuple(ds.train_images.shape) == (20, 3, 8, 8) and ds.train_images.dtype == torch.uint8
+    assert float(ds.train_images.float().std()) > 5  # shapes and noise, not a blank image
+
+
+def test_api_custom_rf_path_that_is_a_folder(tmp_path):
+    from v1sweep.rf import sample
+
+    (tmp_path / "hists").mkdir()
+    with pytest.raises(ValueError, match=r"rf option 'path': .*hists' is a folder; rf.custom_path names a histogram"):
+        sample("custom", 4, 4, seed=0, path=str(tmp_path / "hists"))
+
+
+def test_api_trial_function_registration(tmp_path, monkeypatch):
+    """Only registered trial functions resolve: the built-in, decorated ones, never os:system."""
+    from v1sweep.trial_functions import check_reference, register, resolve
+
+    assert resolve("run_trial").__name__ == "run_trial"
+    with pytest.raises(ValueError, match="standard library"):
+        check_reference("os:system")
+    with pytest.raises(ValueError, match="not a registered trial function"):
+        resolve("os:system")  # a worker's check: registration, whatever the module
+    pkg = tmp_path / "site" / "mytrials"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from v1sweep.trial_functions import register\n"
+                                     "@register\ndef good(config, out_dir, *, on_epoch=None, log=None):\n    return {}\n"
+                                     "def plain(config, out_dir, *, on_epoch=None, log=None):\n    return {}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    check_reference("mytrials:good")
+    assert getattr(resolve("mytrials:good"), "__v1sweep_trial_function__")
+    with pytest.raises(ValueError, match="not a registered trial function: decorate it"):
+        resolve("mytrials:plain")
+    assert register  # the decorator users import

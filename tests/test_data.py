@@ -418,13 +418,13 @@ def test_synthetic_is_deterministic_balanced_and_sized():
     assert a.train_labels.dtype == torch.int64 and a.classes == list(synthetic.CLASSES)
     assert torch.bincount(a.train_labels, minlength=10).tolist() == [30] * 10
     assert torch.bincount(a.test_labels, minlength=10).tolist() == [10] * 10
-    for size in (16, 64):
+    for size in (8, 16, 64):  # 8: the smallest data.image_size the config allows
         x, y = synthetic.generate(20, size, seed=0)
         assert x.shape == (20, 3, size, size) and y.shape == (20,)
-    with pytest.raises(ValueError, match="image_size >= 16"):
-        synthetic.generate(4, 8)
-    with pytest.raises(ConfigError, match="data.image_size: .*>= 16"):
-        load_dataset(cfg(image_size=8))
+    with pytest.raises(ValueError, match="image_size >= 8"):
+        synthetic.generate(4, 7)
+    with pytest.raises(ConfigError, match="data.image_size: .*>= 8"):
+        load_dataset(cfg(image_size=7))
     # null sizes mean the documented defaults
     d = load_dataset(cfg(image_size=16, train_size=None, test_size=None))
     assert (len(d.train_labels), len(d.test_labels)) == dsets.SYNTHETIC_DEFAULT_SIZES

@@ -64,7 +64,7 @@ def test_out_dir_vanishing_mid_trial_is_an_error_naming_it(tmp_path):
 
 def test_cli_storage_under_a_file_exits_1_without_running(tmp_path):
     (tmp_path / "afile").write_text("x")
-    (tmp_path / "s.yaml").write_text("name: t\nspace:\n  train.seed: {grid: [0]}\n")
+    (tmp_path / "s.yaml").write_text("name: t\ntrial: {}\nspace:\n  train.seed: {grid: [0]}\n")
     proc = subprocess.run([sys.executable, "-m", "v1sweep.cli", "run", "s.yaml", "--storage", "afile/runs"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # exit 1: the system (an output folder), not the input

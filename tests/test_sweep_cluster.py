@@ -82,6 +82,25 @@ def test_sweep_runs_on_both_nodes(cluster, tmp_path):
     assert set(nodes.values()) == {"127.0.0.2", "127.0.0.3"}
 
 
+@pytest.mark.parametrize("resources, key, says", [
+    ({"cpu": 2}, "resources.cpu", "asks for 2 CPU, but the Ray cluster at"),
+    ({"cpu": 1, "gpu": 1}, "resources.gpu", "asks for 1 GPU"),
+])
+def test_request_no_node_can_meet_is_refused_before_anything_is_created(cluster, tmp_path, resources, key, says):
+    """Two 1-CPU nodes: 2 CPUs per trial fit the cluster's total but no node, so Ray would wait forever."""
+    sweep = write_sweep(tmp_path / "s.yaml", resources=resources)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = services.run_cli(["run", str(sweep), "--address", cluster.address, "--tracking-uri", uri, "-q"],
+                           cwd=tmp_path, env=cluster.env, timeout=300)
+    assert res.returncode == 2, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Traceback" not in res.stderr and f"s.yaml: {key}: each trial {says}" in res.stderr, res.stderr
+    if key == "resources.cpu":
+        assert "1 CPU on its largest node, 2 in all" in res.stderr and "--set resources.cpu=1" in res.stderr
+    assert not (tmp_path / "v1sweep_runs").exists() or not any((tmp_path / "v1sweep_runs").iterdir())
+    client = MlflowClient(uri)
+    assert not [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
 def test_worker_node_lost_mid_trial_is_retried(cluster, tmp_path):
     """The worker node dies (SIGKILL) during a trial: the trial is retried (max_failures) on the
     remaining node from its checkpoint and the sweep completes. Runs last: the cluster loses a node."""

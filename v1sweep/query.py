@@ -143,6 +143,9 @@ def _client(uri: str):
     if not store_exists(uri):
         raise QueryError(f"no MLflow store at {mask_uri(uri)} (run a sweep first, or pass "
                          f"--tracking-uri / set MLFLOW_TRACKING_URI)")
+    from v1sweep.store import check_readable
+
+    check_readable(uri)  # a store being created by a sweep: wait; a half-migrated one: named
     if not is_local(uri):  # a server: fail with one clear line, not a retry storm and a traceback
         from v1sweep.tracking import TrackingError, check_store
 

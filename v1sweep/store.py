@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 # MLflow 3 sends usage telemetry unless told not to; research runs should not phone home.
@@ -119,3 +121,114 @@ def mask_text(text: str, uri: str | None) -> str:
     if not uri:
         return text
     return text.replace(str(uri), mask_uri(uri))
+
+
+# ---------------------------------------------------------------------------------------------
+# First use of a local sqlite store by several processes
+# ---------------------------------------------------------------------------------------------
+# MLflow creates and migrates a new sqlite database on first use. Two sweeps started together race
+# on it (`table alembic_version already exists`), and a migration cut short leaves a temporary
+# table behind (`_alembic_tmp_<table>`), after which every use fails. v1sweep creates and migrates
+# a store under an exclusive lock on ``<db>.lock``; readers (`status`, `best`) wait on the same
+# lock when it exists, and never create it.
+LOCK_SUFFIX = ".lock"
+
+
+def lock_path(uri: str) -> Path | None:
+    db = sqlite_path(uri)
+    return None if db is None else db.with_name(db.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def store_lock(uri: str, *, exclusive: bool = True, timeout: float = 600.0) -> Iterator[None]:
+    """Hold ``<db>.lock`` (exclusive: created if missing; shared: only if it exists)."""
+    import fcntl
+    import time
+
+    path = lock_path(uri)
+    if path is None or (not exclusive and not path.exists()):
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} is held by another process for over {timeout:.0f} s") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def half_migrated_tables(db: Path) -> list[str]:
+    """Temporary tables an interrupted MLflow (alembic) migration left in `db` (read-only check)."""
+    import sqlite3
+
+    if not db.is_file() or db.stat().st_size == 0:
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '\\_alembic\\_tmp\\_%' "
+                           "ESCAPE '\\'").fetchall()
+    finally:
+        con.close()
+    return sorted(r[0] for r in rows)
+
+
+def prepare_store(uri: str) -> list[str]:
+    """Create and migrate a local sqlite store under the lock (first use), repairing a half-migrated
+    one; returns the temporary tables it removed. Servers and file stores: nothing to do."""
+    db = sqlite_path(uri)
+    if db is None:
+        return []
+    with store_lock(uri):
+        leftovers = half_migrated_tables(db)
+        if leftovers:
+            _repair(uri, db, leftovers)
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates / migrates a new store
+    return leftovers
+
+
+def _repair(uri: str, db: Path, leftovers: list[str]) -> None:
+    """Drop the interrupted migration's temporary tables and run the migrations again (sqlite DDL
+    is transactional, so the real tables are as they were before the interrupted step)."""
+    import sqlite3
+
+    con = sqlite3.connect(str(db), timeout=60)
+    try:
+        for name in leftovers:
+            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        con.commit()
+    finally:
+        con.close()
+    import sqlalchemy
+    from mlflow.store.db.utils import _upgrade_db
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        _upgrade_db(engine)
+    finally:
+        engine.dispose()
+
+
+def check_readable(uri: str) -> None:
+    """Before a read-only command opens a local store: wait for a creation in progress, and name a
+    half-migrated store instead of failing inside MLflow."""
+    db = sqlite_path(uri)
+    if db is None:
+        return
+    with store_lock(uri, exclusive=False):
+        leftovers = half_migrated_tables(db)
+    if leftovers:
+        from v1sweep.errors import V1SweepError
+
+        raise V1SweepError(f"the MLflow store {db} is half-migrated (table {leftovers[0]} was left by an interrupted "
+                           f"schema migration); `v1sweep run` or `v1sweep resume` on this store repairs it")

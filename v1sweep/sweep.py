@@ -9,8 +9,10 @@ paths: ``out_dir = <sweep_dir>/trials/<trial_id>``. The trainable reports every 
 metrics to Tune; MLflow is written on the driver (`v1sweep.tracking`), so workers never need the
 tracking store, and the sqlite default works with a local Ray and a loopback cluster alike.
 Resume restores Ray Tune's experiment state, re-attaches to the existing MLflow runs by their
-``trial_id`` tag, back-fills epochs logged by the workers but lost by a killed driver, and deletes
-the runs of trials Ray itself had not saved. Ray is imported inside functions only. The worker side
+``trial_id`` tag and back-fills epochs logged by the workers but lost by a killed driver. MLflow and
+the trial folders are the record: when Ray's state is missing or lacks trials they know, the sweep
+is rebuilt from them (`v1sweep.sweep_rebuild`); a damaged state file stops the resume until
+``--rebuild`` is given; a FINISHED run is never deleted or superseded. Ray is imported inside functions only. The worker side
 lives in `v1sweep.sweep_trainable`, the Tune-events-to-MLflow glue in `v1sweep.sweep_callback`;
 docs/sweeps.md is the user's guide.
 
@@ -25,6 +27,7 @@ Sweep folder (``--storage``, default ``./v1sweep_runs``; Ray Tune's experiment f
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -34,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from v1sweep import sweep_spec
+from v1sweep import sweep_rebuild, sweep_resources, sweep_spec
 from v1sweep.errors import ConfigError, OutputError, V1SweepError
-from v1sweep.store import mask_uri, resolve_tracking_uri
+from v1sweep.store import mask_uri, resolve_tracking_uri, sqlite_path
 from v1sweep.sweep_callback import SearchAlgorithmFailed, TrackingBridge, make_callback
 from v1sweep.sweep_spec import SweepSpec, split_key
 from v1sweep.sweep_trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
@@ -355,6 +358,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
 
     check_address(address)
     started = time.monotonic()
+    if address is None:
+        sweep_resources.check_local(spec, num_cpus)
     uri = resolve_tracking_uri(tracking_uri, fallback=spec.tracking.uri)
     out(f"MLflow tracking store: {describe_uri(uri)}")
     with quiet_libraries(verbose):
@@ -368,6 +373,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
         raise V1SweepError(f"the sweep storage folder {storage_dir} is not writable")
     command = command or command_line(uri=uri)
     with _tune_env(), quiet_libraries(verbose), ray_session(address, num_cpus, log=out, verbose=verbose):
+        sweep_resources.check_connected(spec, address)
         sweep_dir = _new_sweep_dir(storage_dir, spec.name)
         (sweep_dir / SPEC_YAML).write_text(_yaml(spec.to_dict()))
         files = {"": sweep_dir / SPEC_YAML}
@@ -403,12 +409,22 @@ def _failing_parent(tracker: Any) -> Iterator[None]:
         raise
 
 
+class RayStateError(OutputError):
+    """Ray Tune's saved state cannot be read: a system fault (exit 1), not a bad input."""
+
+
 def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
                  trial_fn: TrialFn | str | None = None, num_cpus: int | None = None, verbose: int = 1,
-                 command: str | None = None, retry_s: float = 600.0,
-                 out: Callable[[str], Any] = print) -> SweepOutcome:
+                 command: str | None = None, retry_s: float = 600.0, rebuild: bool = False,
+                 retry_failed: bool = False, out: Callable[[str], Any] = print) -> SweepOutcome:
     """Continue an interrupted sweep: finished trials stay, unfinished ones resume from their
-    checkpoints, MLflow keeps exactly one child run per trial."""
+    checkpoints, MLflow keeps exactly one child run per trial and no FINISHED run is ever removed.
+
+    Ray Tune's saved state is used when it is whole and knows every trial MLflow and the trial
+    folders know; otherwise the sweep is rebuilt from those (`v1sweep.sweep_rebuild`). A damaged
+    state file stops the resume (`RayStateError`, nothing changed) unless `rebuild` is set.
+    `retry_failed` reruns FAILED trials (trials a full disk failed are rerun on every resume).
+    """
     from v1sweep.tracking import SweepTracker, check_store, command_line, describe_uri
 
     check_address(address)
@@ -426,20 +442,55 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_
         raise V1SweepError(f"the sweep's tracking URI holds credentials and was not stored "
                            f"({stored_uri}); pass it again with --tracking-uri")
     uri = resolve_tracking_uri(tracking_uri, fallback=stored_uri)
+    _check_resume_store(uri, stored_uri)
+    use_state = sweep_rebuild.has_state(sweep_dir) and not rebuild
+    problem = sweep_rebuild.state_problem(sweep_dir) if use_state else None
+    if problem:
+        raise RayStateError(f"{problem[0]}: Ray Tune's saved state is {problem[1]}; nothing was changed. "
+                            f"MLflow and the trial folders hold the sweep: rebuild it from them with "
+                            f"`v1sweep resume --rebuild {sweep_dir}` (finished trials are kept, unfinished "
+                            f"ones continue from their checkpoints)")
+    if address is None:
+        sweep_resources.check_local(spec, num_cpus)
     out(f"MLflow tracking store: {describe_uri(uri)}")
     with quiet_libraries(verbose):
         check_store(uri)
     command = command or command_line(uri=uri)
     trial_fn = trial_fn if trial_fn is not None else _stored_trial_fn(info, spec)
     with _tune_env(), quiet_libraries(verbose), ray_session(address, num_cpus, log=out, verbose=verbose):
+        sweep_resources.check_connected(spec, address)
         tracker = SweepTracker(uri, experiment=info.get("experiment") or spec.experiment, sweep_name=spec.name,
                                retry_s=retry_s, log=out)
         children = tracker.attach_sweep(info["parent_run_id"], command=command)
-        out(f"resuming sweep {spec.name} in {sweep_dir}: {len(children)} trial run(s) in MLflow")
+        known = sweep_rebuild.known_trials(spec, sweep_dir, children)
+        out(f"resuming sweep {spec.name} in {sweep_dir}: {len(children)} trial run(s) in MLflow, "
+            f"{len(known)} trial(s) known")
         _publish_view(tracker, spec)
         with _failing_parent(tracker):
-            tuner, bridge = _restored_tuner(spec, sweep_dir, tracker, trial_fn, verbose, out)
-            return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out)
+            saved = sweep_rebuild.saved_trials(sweep_dir) if use_state else {}
+            forgotten = sorted(t for t in known if t not in saved)
+            if use_state and not forgotten:
+                tuner, bridge = _restored_tuner(spec, sweep_dir, tracker, trial_fn, verbose, out, known=known,
+                                                retry_failed=retry_failed)
+                kept: dict[str, str] = {}
+            else:
+                why = ("--rebuild" if rebuild else "no Ray Tune state in the folder" if not use_state else
+                       f"Ray's saved state lacks {len(forgotten)} trial(s) MLflow and the trial folders know "
+                       f"({', '.join(forgotten[:5])}{' ...' if len(forgotten) > 5 else ''})")
+                out(f"rebuilding the sweep from MLflow and the trial folders ({why})")
+                tuner, bridge, kept = _rebuilt_tuner(spec, sweep_dir, tracker, trial_fn, verbose, out, known=known,
+                                                     retry_failed=retry_failed)
+            return _fit(tuner, bridge, tracker, sweep_dir, uri, started, out, kept=kept)
+
+
+def _check_resume_store(uri: str, stored_uri: str | None) -> None:
+    """A resume writes to the store the sweep has; a local store that is not there is a wrong
+    --tracking-uri, refused before an empty database is created."""
+    from v1sweep.store import store_exists
+
+    if sqlite_path(uri) is not None and not store_exists(uri):
+        raise V1SweepError(f"no MLflow store at {mask_uri(uri)}; the sweep was tracked in {stored_uri}: pass that "
+                           f"--tracking-uri, or leave it out")
 
 
 def _stored_trial_fn(info: Mapping[str, Any], spec: SweepSpec) -> TrialFn | str:
@@ -455,14 +506,19 @@ def _stored_trial_fn(info: Mapping[str, Any], spec: SweepSpec) -> TrialFn | str:
 
 
 def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str, verbose: int,
-                    out: Callable[[str], Any]) -> tuple[Any, TrackingBridge]:
+                    out: Callable[[str], Any], *, known: Mapping[str, Any],
+                    retry_failed: bool = False) -> tuple[Any, TrackingBridge]:
     """Ray Tune's saved experiment, with this session's callback; trials it will not run again
-    (finished or failed before the driver died) get their MLflow runs completed first."""
+    (finished or failed before the driver died) get their MLflow runs completed first. Failed trials
+    to retry (`sweep_rebuild.needs_retry`) are set back to PENDING in the saved state."""
     from ray.tune import Tuner
 
-    if not Tuner.can_restore(str(sweep_dir)):  # killed before Ray saved anything: start again in place
-        out("no Ray Tune state to restore in the folder; starting the trials again")
-        return _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose)
+    retry = {t for t, k in known.items() if sweep_rebuild.needs_retry(k, retry_failed)}
+    errored = {t for t, status in sweep_rebuild.saved_trials(sweep_dir).items() if status == "ERROR"}
+    if retry & errored:
+        out(f"rerunning {len(retry & errored)} failed trial(s) from their checkpoints: "
+            f"{', '.join(sorted(retry & errored))}")
+        sweep_rebuild.set_status(sweep_dir, retry & errored, "PENDING")
     bridge = TrackingBridge(tracker, spec)
     for trial in _stored_trials(sweep_dir):
         if trial.status in ("TERMINATED", "ERROR"):
@@ -474,6 +530,33 @@ def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: Tr
     run_config.progress_reporter = _reporter(spec, verbose)
     run_config.verbose = _tune_verbosity(verbose)
     return tuner, bridge
+
+
+def _rebuilt_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str, verbose: int,
+                   out: Callable[[str], Any], *, known: Mapping[str, Any],
+                   retry_failed: bool = False) -> tuple[Any, TrackingBridge, dict[str, str]]:
+    """A new Tune experiment in the same folder from what MLflow and the trial folders know (see
+    `v1sweep.sweep_rebuild`): finished trials kept, the rest run under their own ids; Ray's old
+    state files are moved aside, never deleted. Returns (tuner or None, bridge, kept trial states)."""
+    kept: dict[str, str] = {}
+    for tid, k in known.items():
+        if k.state == "finished":
+            sweep_rebuild.complete_from_folder(tracker, spec, k)
+            kept[tid] = "finished"
+        elif k.state in ("failed", "stopped") and not sweep_rebuild.needs_retry(k, retry_failed):
+            kept[tid] = k.state
+    points = sweep_rebuild.plan(spec, known, retry_failed=retry_failed)
+    aside = sweep_rebuild.move_state_aside(sweep_dir)
+    again = sum(1 for p in points if p["id"])
+    out(f"rebuilt: {list(kept.values()).count('finished')} finished trial(s) kept, "
+        f"{len(kept) - list(kept.values()).count('finished')} failed/stopped kept, {again} continued from "
+        f"their checkpoints, {len(points) - again} not started yet"
+        + (f"; Ray's previous state moved to {aside}" if aside else ""))
+    bridge = TrackingBridge(tracker, spec)
+    if not points:
+        return None, bridge, kept
+    tuner, bridge = _new_tuner(spec, sweep_dir, tracker, trial_fn, verbose, points=points, bridge=bridge)
+    return tuner, bridge, kept
 
 
 def _stored_trials(sweep_dir: Path) -> list:
@@ -495,56 +578,83 @@ def _driver_node() -> str | None:
 
 
 def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str | None,
-               verbose: int) -> tuple[Any, TrackingBridge]:
+               verbose: int, *, points: list[dict] | None = None,
+               bridge: TrackingBridge | None = None) -> tuple[Any, TrackingBridge]:
+    """`points`: a rebuilt sweep's explicit trials (`v1sweep.sweep_rebuild.plan`) instead of the search."""
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 
-    bridge = TrackingBridge(tracker, spec)
+    bridge = bridge or TrackingBridge(tracker, spec)
     slots = _slots(spec)
     search_alg, max_concurrent = checked_search_algorithm(spec, slots)
-    tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler(spec), num_samples=spec.search.num_samples,
+    space, num_samples = param_space(spec), spec.search.num_samples
+    if points is not None:
+        search_alg, max_concurrent, space, num_samples = _rebuilt_search(spec, points)
+    tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler(spec), num_samples=num_samples,
                              max_concurrent_trials=max_concurrent, reuse_actors=True,
                              trial_name_creator=_trial_id_name, trial_dirname_creator=_trial_dirname)
     run_config = RunConfig(name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[make_callback(bridge)],
                            failure_config=FailureConfig(max_failures=spec.failures.max_failures),
                            progress_reporter=_reporter(spec, verbose), verbose=_tune_verbosity(verbose))
-    tuner = Tuner(make_trainable(spec, sweep_dir, trial_fn, _driver_node()), param_space=param_space(spec),
+    tuner = Tuner(make_trainable(spec, sweep_dir, trial_fn, _driver_node()), param_space=space,
                   tune_config=tune_config, run_config=run_config)
     return tuner, bridge
 
 
+def _rebuilt_search(spec: SweepSpec, points: list[dict]) -> tuple[Any, None, dict[str, Any], int]:
+    """(search_alg, max_concurrent, param_space, num_samples) running exactly `points`, once each."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from v1sweep.sweep_trainable import POINT
+
+    return (BasicVariantGenerator(max_concurrent=spec.search.max_concurrent or 0), None,
+            {POINT: tune.grid_search(points)}, 1)
+
+
 def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri: str, started: float,
-         out: Callable[[str], Any]) -> SweepOutcome:
+         out: Callable[[str], Any], kept: Mapping[str, str] | None = None) -> SweepOutcome:
+    """Run the tuner (None: nothing left to run) and settle every trial's run; `kept`: trials a
+    rebuilt sweep keeps without running them (trial id -> state)."""
+    from v1sweep.sweep_trainable import trial_key
+
+    kept = dict(kept or {})
     try:
-        tuner.fit()
+        if tuner is not None:
+            tuner.fit()
     except KeyboardInterrupt:
         pass
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         failed = search_failure(exc)
-        if failed is None:
-            raise
-        raise failed from None  # `_failing_parent` marks the parent run FAILED with its message
+        if failed is not None:
+            raise failed from None  # `_failing_parent` marks the parent run FAILED with its message
+        # Tune ran, then failed reading its own files back (a full disk leaves Ray's error/state
+        # files empty); the trials' runs are settled below.
+        out(f"warning: Ray Tune ended with {_no_space_text(exc, sweep_dir)}; the trials' MLflow runs are "
+            f"settled from what the driver saw")
     # Ray Tune's saved state is what a resume continues from: after an interrupt it still lists the
     # stopped-by-Ctrl-C trials as running (the in-memory trials are already cleaned up).
-    trials = _stored_trials(sweep_dir) or bridge.trials
+    trials = (_stored_trials(sweep_dir) or bridge.trials) if tuner is not None else []
     for trial in trials:
-        if bridge.states.get(trial.trial_id) in ("finished", "failed", "interrupted") or (
-                trial.trial_id in bridge.states and trial.status in ("TERMINATED", "ERROR")):
+        tid = trial_key(trial)
+        if bridge.states.get(tid) in ("finished", "failed", "interrupted") or (
+                tid in bridge.states and trial.status in ("TERMINATED", "ERROR")):
             continue
         if trial.status in ("TERMINATED", "ERROR"):
             bridge.reconcile(trial)
-        elif tracker.has_trial(trial.trial_id):
-            bridge._end(trial.trial_id, "interrupted")
+        elif tracker.has_trial(tid):
+            bridge._end(tid, "interrupted")
     interrupted = any(state == "interrupted" for state in bridge.states.values()) or \
         any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    ids = [trial_key(t) for t in trials] + [t for t in kept if t not in {trial_key(x) for x in trials}]
     if not interrupted:
-        gone = tracker.remove_orphans({t.trial_id for t in trials})
+        gone = tracker.remove_orphans(set(ids))
         if gone:
-            out(f"removed {len(gone)} MLflow run(s) of trials Ray had not saved before the driver died")
+            out(f"removed {len(gone)} unfinished MLflow run(s) of trials Ray had not saved before the driver died")
     counts = {"finished": 0, "failed": 0, "stopped": 0, "interrupted": 0}
-    for trial in trials:
-        child = tracker.children.get(trial.trial_id)
+    for tid in ids:
+        child = tracker.children.get(tid)
         tags = child.tags if child else {}
-        state = bridge.states.get(trial.trial_id) or tags.get("v1sweep.status") or "interrupted"
+        state = bridge.states.get(tid) or tags.get("v1sweep.status") or kept.get(tid) or "interrupted"
         counts[state] = counts.get(state, 0) + 1
     tracker.end_sweep("KILLED" if interrupted else "FINISHED",
                       tags={f"v1sweep.trials.{k}": v for k, v in counts.items()} | {
@@ -554,10 +664,14 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     info = _read_sweep_json(info_path)
     info["status"] = "interrupted" if interrupted else "finished"
     info["counts"] = counts
-    _write_json(info_path, info)
+    try:  # the record's status is informational (MLflow has it); a full disk must not lose the rest
+        _write_json(info_path, info)
+    except OSError as exc:
+        out(f"warning: cannot update {info_path}: "
+            + (f"No space left on device: {info_path}" if exc.errno == errno.ENOSPC else str(exc)))
     outcome = SweepOutcome(sweep_dir=sweep_dir, parent_run_id=tracker.parent_run_id, tracking_uri=uri,
                            experiment_id=tracker.experiment_id, counts=counts,
-                           trial_ids=[t.trial_id for t in trials], lost_writes=list(tracker.writer.lost),
+                           trial_ids=ids, lost_writes=list(tracker.writer.lost),
                            seconds=time.monotonic() - started, interrupted=interrupted)
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     out(f"sweep {'interrupted' if interrupted else 'done'} in {outcome.seconds:.1f} s: {summary or 'no trials'}; "
@@ -595,6 +709,16 @@ def _is_default_store(uri: str) -> bool:
         return resolve_tracking_uri(None) == uri
     except Exception:  # noqa: BLE001
         return False
+
+
+def _no_space_text(exc: BaseException, where: Path) -> str:
+    text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    try:
+        if shutil.disk_usage(where).free < 1024 * 1024:
+            return f"{text} (No space left on device: {where})"
+    except OSError:
+        pass
+    return text
 
 
 def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent: str,

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 from v1sweep import sweep_spec
 from v1sweep.errors import ConfigError, V1SweepError
 from v1sweep.sweep_spec import SweepSpec
-from v1sweep.sweep_trainable import ARTIFACTS, HISTORY, KIND, OUT_DIR, numeric
+from v1sweep.sweep_trainable import ARTIFACTS, HISTORY, KIND, OUT_DIR, numeric, trial_key, trial_params
 
 
 def _error_text(trial: Any) -> str:
@@ -68,21 +68,22 @@ class TrackingBridge:
         self._stop_requested: set[str] = set()
 
     def start(self, trial: Any) -> None:
-        params = dict(trial.config)
+        params = trial_params(trial.config)
+        tid = trial_key(trial)
         try:
             from v1sweep.config import to_flat
 
-            flat_params = to_flat(self.spec.trial_config_for(params, name=f"{self.spec.name}-{trial.trial_id}"))
+            flat_params = to_flat(self.spec.trial_config_for(params, name=f"{self.spec.name}-{tid}"))
         except (ConfigError, ValueError):
             flat_params = self.spec.trial_flat(params)
-        self.states.pop(trial.trial_id, None)
-        self._stop_requested.discard(trial.trial_id)
-        self.tracker.trial_started(trial.trial_id, params=flat_params, run_name=_run_name(trial.trial_id, params))
+        self.states.pop(tid, None)
+        self._stop_requested.discard(tid)
+        self.tracker.trial_started(tid, params=flat_params, run_name=_run_name(tid, params))
 
     def result(self, trial: Any, result: dict) -> None:
         from v1sweep.tracking import metric_items
 
-        tid = trial.trial_id
+        tid = trial_key(trial)
         if not self.tracker.has_trial(tid):
             self.start(trial)
         for entry in result.pop(HISTORY, None) or []:
@@ -108,7 +109,7 @@ class TrackingBridge:
         self.tracker.trial_ended(trial_id, state, error=error)
 
     def complete(self, trial: Any) -> None:
-        tid = trial.trial_id
+        tid = trial_key(trial)
         if self.tracker.is_final(tid):
             self._end(tid, "finished")
         elif tid in self._stop_requested:
@@ -117,18 +118,18 @@ class TrackingBridge:
             self._end(tid, "interrupted")
 
     def error(self, trial: Any) -> None:
-        if not self.tracker.has_trial(trial.trial_id):
+        if not self.tracker.has_trial(trial_key(trial)):
             self.start(trial)
-        self._end(trial.trial_id, "failed", _error_text(trial))
+        self._end(trial_key(trial), "failed", _error_text(trial))
 
     def recover(self, trial: Any) -> None:
-        self.tracker.set_tags(trial.trial_id, {"v1sweep.retries": str(trial.num_failures),
+        self.tracker.set_tags(trial_key(trial), {"v1sweep.retries": str(trial.num_failures),
                                                "v1sweep.last_error": _error_text(trial)})
 
     def reconcile(self, trial: Any) -> None:
         """A trial Tune will not run again (finished / errored, perhaps in an earlier session whose
         driver died before MLflow heard of it): make sure its run says so."""
-        tid = trial.trial_id
+        tid = trial_key(trial)
         if tid in self.states or self.tracker.is_ended(tid):
             return
         last = dict(trial.last_result or {})

@@ -153,7 +153,9 @@ class SweepFile:
     include: tuple[str, ...] = spec((), doc="search_spaces/*.yaml fragments merged into the space")
     trial_config: str | None = spec(None, doc="a trial YAML used as the base config")
     trial: dict = spec(default_factory=dict, doc="the base trial config (overrides trial_config)")
-    trial_function: str = spec(DEFAULT_TRIAL_FUNCTION, doc="module:function run for each trial")
+    trial_function: str = spec(DEFAULT_TRIAL_FUNCTION, doc="a registered trial function: run_trial (default), "
+                                "an installed entry point name, or module:function decorated with "
+                                "@v1sweep.trial_functions.register")
     space: dict = spec(default_factory=dict, doc="dotted trial key -> domain")
     search: SearchSpec = spec(default_factory=SearchSpec)
     scheduler: SchedulerSpec = spec(default_factory=SchedulerSpec)
@@ -367,7 +369,8 @@ def _build(raw: Mapping[str, Any], *, file: str | None, base_dir: Path,
     if not isinstance(parsed.name, str) or not _NAME.fullmatch(parsed.name):
         raise ConfigError(f"{parsed.name!r} is not allowed; allowed: letters, digits, '_', '-', '.'",
                           file=file, key="name")
-    _check_trial_function(parsed.trial_function, file)
+    if check_space:  # a worker re-reading a checked spec has another import path: not checked again
+        _check_trial_function(parsed.trial_function, file)
 
     base = _base_trial(parsed, file=file, base_dir=base_dir, overrides=trial_overrides)
     space, origins, includes = _resolve_space(parsed, file=file, base_dir=base_dir)
@@ -387,14 +390,23 @@ def _build(raw: Mapping[str, Any], *, file: str | None, base_dir: Path,
                       description=parsed.description, file=file, includes=tuple(includes))
     if check_space:
         _check_combinations(sweep, origins, file)
+    if "trial" not in raw and not parsed.trial_config and not trial_overrides:
+        raise ConfigError("the sweep has no base trial config, so every trial would run the defaults (the 64 px "
+                          "synthetic task with the full corruption benchmark); add 'trial:' keys (e.g. trial: "
+                          "{train: {epochs: 3}}) or 'trial_config: FILE', or write 'trial: {}' to run the "
+                          "defaults on purpose", file=file, key="trial")
     return sweep
 
 
 def _check_trial_function(ref: str, file: str | None) -> None:
-    module, sep, attr = ref.partition(":")
-    if not sep or not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
-        raise ConfigError(f"{ref!r} is not allowed; allowed: 'package.module:function' "
-                          f"(default {DEFAULT_TRIAL_FUNCTION})", file=file, key="trial_function")
+    """Only registered trial functions run (see `v1sweep.trial_functions`): the format and where the
+    module lives are checked here, at load time, without importing it."""
+    from v1sweep.trial_functions import check_reference
+
+    try:
+        check_reference(ref)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, key="trial_function") from None
 
 
 def _base_trial(parsed: SweepFile, *, file: str | None, base_dir: Path,
@@ -635,7 +647,7 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
         if not values:
             raise ConfigError(f"{kind} needs at least one value", file=file, key=key)
         checked = tuple(_check_value(keys, v, file=file, key=key) for v in values)
-        return Domain(kind, values=checked)
+        return Domain(kind, values=_distinct(checked, kind, file=file, key=key) if kind == "grid" else checked)
     if not all(_is_number_field(h) for h in hints):
         raise ConfigError(f"{kind} samples numbers, but {keys[0]} is not numeric; use choice or grid",
                           file=file, key=key)
@@ -643,6 +655,11 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
     if len(values) != want or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
         shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
         raise ConfigError(f"{kind} expects {shape} numbers, got {list(values)!r}", file=file, key=key)
+    if kind in ("uniform", "loguniform") and any(_is_int_field(h) for h in hints):
+        k = next(k for k, h in zip(keys, hints) if _is_int_field(h))
+        raise ConfigError(f"{kind} samples floats, but {k} is an integer; allowed for integer keys: randint "
+                          f"[low, high) or quniform [low, high, q] with integer bounds, choice or grid",
+                          file=file, key=key)
     lo, hi = values[0], values[1]
     if not lo < hi:
         raise ConfigError(f"{kind} needs low < high, got [{lo}, {hi}]", file=file, key=key)
@@ -669,6 +686,28 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
         else:
             _check_value(keys, float(v), file=file, key=key, what=label)
     return Domain(kind, bounds=tuple(values))
+
+
+def _distinct(values: tuple, kind: str, *, file: str | None, key: str) -> tuple:
+    """`values` without repeats: a repeated grid value would run the same trial twice (use
+    search.num_samples for deliberate repeats); a warning names the value and the count kept."""
+    out: list = []
+    for v in values:
+        if not any(type(v) is type(o) and v == o for o in out):
+            out.append(v)
+    if len(out) < len(values):
+        dropped = len(values) - len(out)
+        _warn(f"{file + ': ' if file else ''}{key}: {dropped} repeated {kind} value(s) dropped "
+              f"({', '.join(format_value(v) for v in out)} kept: {len(out)} distinct); "
+              f"use search.num_samples to repeat trials on purpose")
+    return tuple(out)
+
+
+def _warn(message: str) -> None:
+    """A load-time warning on stderr (the sweep still runs)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _check_algorithm(parsed: SweepFile, space: Mapping[str, Domain], origins: Mapping[str, str],

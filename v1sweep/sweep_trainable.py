@@ -11,7 +11,6 @@ and ``params.json`` (a folder of another configuration under the same id is move
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import socket
 from pathlib import Path
@@ -25,23 +24,42 @@ EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.
 # Private keys of the results sent to Tune (the driver's callback pops the bulky ones).
 KIND, HISTORY, ARTIFACTS, OUT_DIR = "_v1sweep_kind", "_v1sweep_history", "_v1sweep_artifacts", "_v1sweep_out_dir"
 TrialFn = Callable[..., Any]
+# A rebuilt sweep (`v1sweep resume --rebuild`) hands each Ray trial one point of this key:
+# {"id": the trial id it continues (None: a new trial), "params": the search-space values}.
+POINT = "_v1sweep_point"
+
+
+def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The search-space values of a Ray trial's config (a rebuilt sweep's point unwrapped)."""
+    point = config.get(POINT) if isinstance(config, Mapping) else None
+    return dict(point["params"]) if isinstance(point, Mapping) else dict(config)
+
+
+def logical_id(ray_trial_id: str, config: Mapping[str, Any]) -> str:
+    """The trial's id in MLflow and in ``trials/``: the one a rebuilt sweep continues, else Ray's."""
+    point = config.get(POINT) if isinstance(config, Mapping) else None
+    return str(point.get("id") or ray_trial_id) if isinstance(point, Mapping) else ray_trial_id
+
+
+def trial_key(trial: Any) -> str:
+    """`logical_id` of a Ray Tune Trial object (driver side)."""
+    return logical_id(trial.trial_id, trial.config or {})
 
 
 def resolve_trial_fn(ref: TrialFn | str) -> TrialFn:
-    """A callable, or ``"package.module:function"`` imported here (on the worker)."""
+    """A callable (the Python API: the caller's own code), or a registered trial function named in
+    a sweep file, imported here (on the worker); see `v1sweep.trial_functions`."""
     if callable(ref):
         return ref
-    module_name, _, attr = str(ref).partition(":")
+    from v1sweep.trial_functions import resolve
+
     try:
-        obj: Any = importlib.import_module(module_name)
+        return resolve(str(ref))
     except ImportError as exc:
-        raise ConfigError(f"cannot import trial function module {module_name!r} on node "
-                          f"{socket.gethostname()}: {exc}", key="trial_function") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{module_name} has no {attr!r}", key="trial_function")
-        obj = getattr(obj, part)
-    return obj
+        raise ConfigError(f"cannot import trial function {ref!r} on node {socket.gethostname()}: {exc}",
+                          key="trial_function") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="trial_function") from None
 
 
 def _node() -> str:
@@ -109,7 +127,8 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
     """One trial inside a Ray worker: rebuild the config, run the trial function, report to Tune."""
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = logical_id(tune.get_context().get_trial_id(), params)
+    params = trial_params(params)
     out_dir = _trial_dir(Path(sweep_dir) / "trials" / trial_id, params)
     spec = _spec_cache(spec_dict)
     config = spec.trial_config_for(params, name=f"{spec.name}-{trial_id}")
@@ -160,14 +179,48 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
         tmp.replace(final_path)
         log(f"trial {trial_id} finished")
     except BaseException as exc:
-        log(f"trial {trial_id} failed: {type(exc).__name__}: {exc}")
+        full = _no_space(exc, out_dir)
+        try:
+            log(f"trial {trial_id} failed: {type(full or exc).__name__}: {full or exc}")
+        except OSError:
+            pass
+        if full is not None:
+            raise full from None
         raise
     finally:
-        log_file.close()
+        try:
+            log_file.close()
+        except OSError:
+            pass
     final = {**metrics, "epoch": last_epoch[0], KIND: "final"}
     if remote:
         final[ARTIFACTS] = _artifact_bytes(out_dir)
     report(final)
+
+
+def _no_space(exc: BaseException, out_dir: Path) -> BaseException | None:
+    """A full disk, reported as ``No space left on device: PATH`` (an OutputError: the system, not
+    the trial, failed; `v1sweep resume` reruns such trials). torch.save reports it as a
+    RuntimeError without the errno, so a failed write on a full filesystem counts too."""
+    import errno
+    import shutil
+
+    from v1sweep.errors import OutputError
+
+    path = None
+    if str(exc).startswith("No space left on device: "):  # already reported
+        return None
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        path = exc.filename or out_dir
+    elif isinstance(exc, (OSError, RuntimeError)) and ("No space left" in str(exc) or "write" in str(exc).lower()):
+        try:
+            if shutil.disk_usage(out_dir).free < 1024 * 1024:
+                path = out_dir
+        except OSError:
+            path = None
+    if path is None:
+        return None
+    return OutputError(f"No space left on device: {path}")
 
 
 def _trial_dir(out_dir: Path, params: Mapping[str, Any]) -> Path:
@@ -219,8 +272,14 @@ class _Trainable:
         self.__name__ = "v1sweep_trial"
 
     def __call__(self, params: dict) -> None:
-        run_one(params, spec_dict=self.spec_dict, sweep_dir=self.sweep_dir, trial_fn=self.trial_fn,
-                driver_node_id=self.driver_node_id)
+        try:
+            run_one(params, spec_dict=self.spec_dict, sweep_dir=self.sweep_dir, trial_fn=self.trial_fn,
+                    driver_node_id=self.driver_node_id)
+        except Exception as exc:
+            full = _no_space(exc, Path(self.sweep_dir))
+            if full is not None and full is not exc:
+                raise full from None
+            raise
 
 
 def make_trainable(spec: SweepSpec, sweep_dir: Path, trial_fn: TrialFn | str | None,

@@ -81,8 +81,11 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"cannot write the MLflow database {db}: permission denied")
     from mlflow.tracking import MlflowClient
 
+    from v1sweep.store import prepare_store
+
     try:
         with _quick_http(timeout):
+            prepare_store(uri)  # a new local store: created and migrated under a file lock
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure here means "unusable store"
         first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, uri)
@@ -404,12 +407,17 @@ class SweepTracker:
             trial_id = run.data.tags.get(TRIAL_ID)
             if not trial_id:
                 continue
-            if trial_id in self.children:  # a duplicate from an older version: keep the first
-                self.client.delete_run(run.info.run_id)
-                continue
             child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags), params=dict(run.data.params))
             child.final = run.data.tags.get(FINAL_TAG) == "true" or run.data.tags.get(STATUS) == "finished"
             child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, "epoch")}
+            if trial_id in self.children:  # a duplicate (older versions): keep the finished one
+                other = self.children[trial_id]
+                if _finished(child) and _finished(other):  # never delete a finished run: index it apart
+                    trial_id = f"{trial_id}.{child.run_id[:8]}"
+                else:
+                    keep, drop = (child, other) if _finished(child) else (other, child)
+                    self.client.delete_run(drop.run_id)
+                    child = keep
             self.children[trial_id] = child
             self._runs[trial_id] = child.run_id
         return self.children
@@ -441,19 +449,31 @@ class SweepTracker:
     # ---------------------------------------------------------------- child runs (asynchronous)
     def trial_started(self, trial_id: str, *, params: Mapping[str, Any], run_name: str,
                       tags: Mapping[str, str] | None = None) -> None:
-        """Create the trial's child run, or re-open the one it already has (resume, retry)."""
-        from mlflow.entities import Param
+        """Create the trial's child run, or re-open the one it already has (resume, retry); a failed
+        attempt that is rerun stays in the run's tags (`_attempt_history`)."""
+        from mlflow.entities import Param, RunTag
 
         child = self.children.get(trial_id)
         if child is not None and child.params and any(
                 child.params.get(k, param_value(v)) != param_value(v) for k, v in params.items()):
             # The trial id was given to another configuration (a searcher re-sampled a trial lost with
-            # the driver): the old run describes a trial that no longer exists.
-            self._supersede(trial_id)
+            # the driver): the old run describes a trial that no longer exists. A finished one keeps
+            # its results: it is indexed apart (tag trial_id unchanged), never deleted.
+            if _finished(child):
+                self.children[f"{trial_id}.{child.run_id[:8]}"] = self.children.pop(trial_id)
+                self._runs[f"{trial_id}.{child.run_id[:8]}"] = self._runs.pop(trial_id, child.run_id)
+            else:
+                self._supersede(trial_id)
             child = None
         if child is not None:
             if child.status != "RUNNING":
                 run_id = child.run_id or None
+                history = _attempt_history(child)
+                if history:
+                    child.tags.update(history)
+                    self.writer.submit(_Op(f"attempt history of trial {trial_id}", trial_id=trial_id,
+                                           tags=[RunTag(k, _tag_value(v)) for k, v in history.items()],
+                                           resolve=self._resolver(trial_id)))
                 stale = [k for k in (STATUS, ERROR, "v1sweep.interrupted") if k in child.tags]
                 for k in stale:
                     child.tags.pop(k)
@@ -545,7 +565,8 @@ class SweepTracker:
         if child is None or child.final:
             return
         ts = int(time.time() * 1000)
-        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v)]
+        # "epoch" is a per-epoch metric, already logged at this step with the last epoch's results.
+        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v) and k != "epoch"]
         # One log_batch: the metrics and the marker a resumed sweep looks for arrive together.
         self.writer.submit(_Op(f"final metrics of trial {trial_id}", trial_id=trial_id, metrics=batch,
                                tags=[RunTag(FINAL_TAG, "true")], resolve=self._resolver(trial_id)))
@@ -628,8 +649,8 @@ class SweepTracker:
     def remove_orphans(self, known_trial_ids: set[str]) -> list[str]:
         """Child runs of trials the sweep no longer has (the driver died before Ray saved them; Ray
         re-creates such trials under new ids): tagged ``superseded``, ended KILLED and deleted, so
-        every trial keeps exactly one run."""
-        gone = [t for t in self.children if t not in known_trial_ids]
+        every trial keeps exactly one run. A FINISHED run is never removed, whatever Ray says."""
+        gone = [t for t, c in self.children.items() if t not in known_trial_ids and not _finished(c)]
         for trial_id in gone:
             self._supersede(trial_id)
         return gone
@@ -642,6 +663,20 @@ class SweepTracker:
             self.log(f"v1sweep: {len(self.writer._queue)} MLflow writes still pending at exit")
         if self.writer.lost:
             self.log(f"v1sweep: {len(self.writer.lost)} MLflow writes failed; first: {self.writer.lost[0]}")
+
+
+def _attempt_history(child: ChildRun) -> dict[str, str]:
+    """Tags keeping a failed attempt when its run is re-opened (``v1sweep resume --retry-failed``):
+    ``v1sweep.attempts`` (count of failed attempts) and ``v1sweep.attempt.<n>.error``."""
+    if child.tags.get(STATUS) != "failed":
+        return {}
+    n = int(child.tags.get("v1sweep.attempts", "0") or 0) + 1
+    return {"v1sweep.attempts": str(n), f"v1sweep.attempt.{n}.error": child.tags.get(ERROR, "no error recorded")}
+
+
+def _finished(child: ChildRun) -> bool:
+    """A run that holds a trial's results for good: never deleted or superseded."""
+    return child.final or child.status == "FINISHED" or child.tags.get(STATUS) == "finished"
 
 
 def _is_number(value: Any) -> bool:

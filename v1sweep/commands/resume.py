@@ -12,6 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
                         help="the sweep folder `v1sweep run` printed (v1sweep_runs/<name>-<time>)")
     add_common(parser)
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild the sweep from MLflow and the trial folders, ignoring Ray Tune's saved state "
+                             "(when it is damaged): finished trials kept, unfinished ones continued from their "
+                             "checkpoints; Ray's old state files are moved aside, never deleted")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="rerun FAILED trials from their checkpoints (one MLflow run per trial still; the "
+                             "failed attempt stays in its tags v1sweep.attempts / v1sweep.attempt.N.error)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -19,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from v1sweep.sweep import resume_sweep
 
     outcome = resume_sweep(args.sweep_dir, address=args.address, tracking_uri=args.tracking_uri,
-                           num_cpus=args.num_cpus, verbose=verbosity(args),
+                           num_cpus=args.num_cpus, verbose=verbosity(args), rebuild=args.rebuild,
+                           retry_failed=args.retry_failed,
                            out=lambda msg: print(msg, flush=True))
     return exit_code(outcome)

@@ -21,11 +21,22 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="MLflow store, e.g. http://host:5000 (default: the sweep's tracking.uri, "
                              "$MLFLOW_TRACKING_URI, else sqlite mlflow.db in the working directory); "
                              "for a multi-node cluster the driver writes it, so sqlite works too")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray (default: all)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--quiet", "-q", action="store_true", help="no progress display (start and summary lines only)")
     out.add_argument("--verbose", "-v", action="store_true",
                      help="Ray's own output: its status table, its log lines and the workers' output")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 would silently mean "all CPUs", -1 fails inside Ray)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: >= 1 (the CPUs the local Ray may use)")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -79,8 +79,8 @@ def load_dataset(config: Any) -> Dataset:
 @DATASETS.register("synthetic")
 def _load_synthetic(config: Any) -> Dataset:
     size = int(getattr(config, "image_size", 32))
-    if size < 16:
-        raise ConfigError(f"the synthetic dataset needs image_size >= 16, got {size}", key="data.image_size")
+    if size < 8:  # the range of data.image_size (v1sweep.config): checked there, with the file
+        raise ConfigError(f"the synthetic dataset needs image_size >= 8, got {size}", key="data.image_size")
     seed = int(getattr(config, "seed", 0))
     n_train = getattr(config, "train_size", None) or SYNTHETIC_DEFAULT_SIZES[0]
     n_test = getattr(config, "test_size", None) or SYNTHETIC_DEFAULT_SIZES[1]

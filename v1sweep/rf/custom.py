@@ -179,6 +179,9 @@ def load_custom(path: str | Path, preset: str | Preset = "tinyimagenet2023") -> 
     """
     path = Path(path)
     base = get_preset(preset)
+    if path.is_dir():
+        raise ValueError(f"rf option 'path': {str(path)!r} is a folder; rf.custom_path names a histogram "
+                         f"file (.yaml or .csv, e.g. examples/custom_rf.yaml)")
     if not path.is_file():
         raise ValueError(f"rf option 'path': custom histogram file {str(path)!r} not found")
     suffix = path.suffix.lower()
