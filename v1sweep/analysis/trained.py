@@ -11,9 +11,10 @@ models, grouped by RF strategy (the variant) and paired across variants by their
     measured on the block's noiseless (mean) response: tuning curves are trial averages;
 (b) linear CKA between each variant's model and the reference (biological) model trained with the
     same seeds, at vone / bottleneck / layer1.. / logits, on a probe set of clean and corrupted
-    images (`cka.layer_cka`);
+    images, beside its baselines: same-variant different-seed CKA and a permutation null;
 (c) sub-populations (`subpopulations.compare_variants`): responses, bottleneck weights and ablation
-    impact per unit group, for the models sharing one seed pair, then averaged over seed pairs.
+    impact (whole group, per unit, equal-size) per unit group, for the models sharing one seed
+    pair, then mean and SD over (at most `subpop_pairs`) seed pairs.
 
 The probe set is the sweep's own test data (rebuilt with `v1sweep.data.load_dataset`, a seeded
 subset of `n_probe` images) unless images are given. Sweeps without V1 models, with one variant or
@@ -363,7 +364,8 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
             values = bench.select(units[units["variant"] == variant])
             counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
             s = summary[(summary["variant"] == variant) & (summary["benchmark"] == name)]
-            label = f"{variant} (n={len(values)} units)"
+            n_models = int(units.loc[units["variant"] == variant, "run_id"].nunique())
+            label = f"{variant} ({len(values)} units / {n_models} models)"
             if len(s) and np.isfinite(s["score"].iloc[0]):
                 label += f" {float(s['score'].iloc[0]):.2f}/{float(s['ceiling'].iloc[0]):.2f}"
                 label += "" if bool(s["resolvable"].iloc[0]) else " n.r."
@@ -379,8 +381,9 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("In-silico electrophysiology of the V1 blocks: unit histograms pooled over each variant's models "
-                 "vs V1 (legend: n units, score/ceiling at that n; n.r. = not resolvable at that n)", fontsize=9)
+    fig.suptitle("In-silico electrophysiology of the V1 blocks: unit histograms pooled over each variant's models vs "
+                 "V1 (legend: score / ceiling, each the mean over models at a model's unit count; n.r. = not "
+                 "resolvable at that count)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -573,6 +576,11 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
     by_key: dict[tuple[int, int], list[dict]] = {}
     for m in models:
         by_key.setdefault((m["train_seed"], m["rf_seed"]), []).append(m)
+    from v1sweep.analysis.subpopulations import GROUPINGS, group_units
+
+    eq_units = {g: max(1, min(int((lab == grp).sum()) for m in models
+                              for lab in [group_units(m["rf"], g, sf_edges=sf_edges)] for grp in set(lab)))
+                for g in GROUPINGS}  # one subset size per grouping for every seed pair
     keys = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
     skipped = keys[max_pairs:]
     by_key = {k: by_key[k] for k in keys[:max_pairs]}
@@ -584,7 +592,7 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
                                     labels if labels is not None else torch.zeros(len(images), dtype=torch.long),
                                     corruption_fn, reference=ref, sf_edges=sf_edges,
                                     ablation=labels is not None, figure_path=None, eq_draws=eq_draws,
-                                    seed=seed + ts)
+                                    seed=seed + ts, eq_units=eq_units)
         tables.append(table.assign(train_seed=ts, rf_seed=rs, reference=ref))
     full = pd.concat(tables, ignore_index=True)
     keys = ["variant", "grouping", "group"]
@@ -600,10 +608,12 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
             summary[f"{col}_sd"] = spread[col].to_numpy()
     if "eq_rel_delta_corruption_acc" in summary.columns and n_pairs.min() >= 2:
         summary["eq_rel_delta_corruption_acc_err"] = summary["eq_rel_delta_corruption_acc_sd"]
-        summary.attrs["n_note"] = (f"mean over {int(n_pairs.min())}-{int(n_pairs.max())} seed pairs; error bars: "
-                                   "SD over seed pairs")
+        span = f"{int(n_pairs.min())}" + (f"-{int(n_pairs.max())}" if n_pairs.max() > n_pairs.min() else "")
+        summary.attrs["n_note"] = f"mean over {span} seed pairs; error bars: SD over seed pairs"
     else:
-        summary.attrs["n_note"] = "1 seed pair; error bars: SD over the equal-size draws"
+        for col in [c for c in summary.columns if c.endswith("_sd")]:
+            summary[col] = np.nan  # one seed pair: no SD over pairs (the equal-size panel keeps its draws' SD)
+        summary.attrs["n_note"] = "1 seed pair; error bars (equal-size panel only): SD over the draws"
     summary.attrs.update({"reference": reference})
     paths = {"subpopulations": out_dir / "subpopulations.csv",
              "subpopulations_summary": out_dir / "subpopulations_summary.csv"}
