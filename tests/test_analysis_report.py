@@ -276,9 +276,13 @@ def test_empty_unfinished_and_unknown_sweeps_are_clear_errors(store, tmp_path):
 def test_cli_analyze(store, tmp_path, capsys):
     out = tmp_path / "cli"
     rc = cli_main(["analyze", "paper", "--tracking-uri", store["uri"], "--out", str(out), "--n-boot", "200"])
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 0 and (out / "report.html").is_file()
     assert "biological vs unif1: +" in text and "logged to MLflow as analysis run" in text
+    assert "paired Fieller, 4 seed pairs" in text
+    # progress: one plain line per stage on stderr when it is not a terminal
+    assert "analyze [1/" in captured.err and "statistics" in captured.err and "figures" in captured.err
 
     for sweep, message in (("empty", "has no trials yet"), ("busy", "is unfinished"), ("nope", "no sweep 'nope'")):
         assert cli_main(["analyze", sweep, "--tracking-uri", store["uri"], "--out", str(tmp_path / sweep)]) == 2

@@ -120,3 +120,13 @@ def test_permutation_null_equals_cka_of_shuffled_rows():
     # a strongly related pair sits far above its null
     z = x @ rng.standard_normal((6, 9)) + 0.1 * rng.standard_normal((30, 9))
     assert linear_cka(x, z) > np.quantile(cka_permutation_null(x, z, 200), 0.99)
+
+
+def test_cka_from_cached_grams_equals_linear_cka():
+    from v1sweep.analysis.cka import centred_gram, cka_from_grams
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((25, 60))
+    y = x[:, :10] @ rng.standard_normal((10, 4)) + 0.5 * rng.standard_normal((25, 4))
+    assert cka_from_grams(centred_gram(x), centred_gram(y)) == pytest.approx(_hsic_cka(x - x.mean(0), y - y.mean(0)),
+                                                                             rel=1e-5)

@@ -148,7 +148,8 @@ def sample_rf(config: TrialConfig) -> RFParams | None:
 
 
 EFFECTIVE_KEYS = ("rf_similarity", "rf_normsim", "rf_similarity/sf_simple", "rf_similarity/sf_complex",
-                  "rf_similarity/sf_nx", "rf_similarity/nxny", "rf_normsim/sf_simple", "rf_normsim/sf_complex")
+                  "rf_similarity/sf_nx", "rf_similarity/nxny", "rf_normsim/sf_simple", "rf_normsim/sf_complex",
+                  "rf_normsim/sf_nx", "rf_normsim/nxny")
 
 
 def effective_similarity(block: Any, rf: RFParams, preset: str) -> dict[str, float]:

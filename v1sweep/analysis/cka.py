@@ -50,6 +50,23 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
     return float(num / den) if float(den) > 0 else float("nan")
 
 
+def centred_gram(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """K = X_c X_c^T / ||X_c X_c^T||_F (float64) for columns centred over examples: linear CKA of two
+    representations of the same examples is then the plain sum of the element-wise product
+    (`cka_from_grams`), so each model's Gram is computed once and reused for every pair. The
+    product X_c X_c^T runs in float32 (the activations' precision), the rest in float64."""
+    t = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(len(x), -1)
+    t = t - t.mean(0, keepdim=True)
+    k = (t @ t.T).double()
+    norm = torch.linalg.matrix_norm(k)
+    return k / norm if float(norm) > 0 else torch.full_like(k, float("nan"))
+
+
+def cka_from_grams(k: torch.Tensor, l: torch.Tensor) -> float:
+    """Linear CKA from two `centred_gram`s of the same examples."""
+    return float((k * l).sum())
+
+
 def cka_permutation_null(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, n_perm: int,
                          seed: int = 0) -> np.ndarray:
     """Linear CKA of `x` against `y` with y's rows (examples) shuffled, `n_perm` times: the CKA two
@@ -156,4 +173,5 @@ def layer_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor,
     return pd.DataFrame(rows)
 
 
-__all__ = ["cka_permutation_null", "collect_activations", "layer_cka", "linear_cka"]
+__all__ = ["centred_gram", "cka_from_grams", "cka_permutation_null", "collect_activations", "layer_cka",
+           "linear_cka"]

@@ -246,7 +246,8 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
     if models:
         sections += _model_sections(finished, uri, out, files, n_boot=n_boot, seed=seed, progress=prog)
     prog.stage("writing the report")
-    method = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}[result.adjust]
+    method = {"holm": "Holm-adjusted (family-wise error)",
+              "bh": "Benjamini-Hochberg-adjusted (false discovery rate)"}[result.adjust]
     meta = [f"Parent run `{parent.info.run_id}` (experiment {parent.info.experiment_id}) in "
             f"`{mask_uri(uri)}`" + (f"; this analysis is MLflow run `{run_id}`." if run_id else "."),
             f"Trials: {state}; analysed: the {result.n_trials} finished trial(s) with `{result.metric}`.",
@@ -254,7 +255,7 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
                                            or "nothing varies (one variant, 'all')") + "; seeds are replicates.",
             f"Intervals ({pct}%): Student-t for means and seed-level slopes, Fieller for the relative difference "
             f"(seed-paired when trials share seeds, else unpaired with Welch df), Fisher z for correlations; "
-            f"none below {rb.MIN_SEEDS} seeds. Association p-values are {method}-adjusted over the "
+            f"none below {rb.MIN_SEEDS} seeds. Association p-values are {method} over the "
             f"{result.n_family} tests of this report. Methods: docs/statistics.md."]
     summary = _summary(name, parent, result, counts, run_id)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))

@@ -336,7 +336,7 @@ def plot_corruptions(finished: pd.DataFrame, result: rb.RobustnessResult, path: 
         ax.grid(alpha=0.3)
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    methods = ", ".join(sorted(set(table["method"])))
+    methods = ", ".join(sorted(m for m in set(table["method"]) if m != "none")) or f"none: < {rb.MIN_SEEDS} seeds"
     npairs = ", ".join(f"{o}: {int(table.loc[table['other'] == o, 'n_pairs'].max())} pairs" for o in others)
     fig.suptitle(f"biological vs X per corruption and severity: (acc_bio - acc_X) / acc_X in %, bars = "
                  f"{_ci_label(result)} interval ({methods}; {npairs}); hollow = no interval", fontsize=9)

@@ -21,9 +21,9 @@ and how many seeds a chosen precision needs.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 MIN_N = 3
@@ -33,7 +33,7 @@ def _tcrit(df: np.ndarray | float, ci: float) -> np.ndarray:
     return stats.t.ppf(0.5 + ci / 2, df)
 
 
-def t_interval(values: Sequence[float], ci: float = 0.95, min_n: int = MIN_N) -> tuple[float, float]:
+def t_interval(values: ArrayLike, ci: float = 0.95, min_n: int = MIN_N) -> tuple[float, float]:
     """Student-t interval of the mean; NaN when fewer than `min_n` finite values."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
@@ -91,7 +91,7 @@ def _out(value, n, df, se, lo, hi) -> dict:
     return {"value": f(value), "n": n, "df": f(df), "se": f(se), "lo": f(lo), "hi": f(hi)}
 
 
-def ratio_paired(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], ci: float = 0.95) -> dict:
+def ratio_paired(a: ArrayLike, b: ArrayLike, ci: float = 0.95) -> dict:
     """mean(a)/mean(b) - 1 with a paired Fieller interval: a[..., i] and b[..., i] share seeds.
 
     Works along the last axis (n = pairs), so many synthetic sweeps can be evaluated at once;
@@ -112,7 +112,7 @@ def ratio_paired(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float
     return _out(r - 1, n, np.full(np.shape(ma), n - 1.0), se, lo - 1, hi - 1)
 
 
-def ratio_unpaired(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], ci: float = 0.95) -> dict:
+def ratio_unpaired(a: ArrayLike, b: ArrayLike, ci: float = 0.95) -> dict:
     """mean(a)/mean(b) - 1 with an unpaired Fieller interval: independent means, Welch-Satterthwaite
     df evaluated at rho-hat (the variance of mean_a - rho mean_b is va + rho^2 vb). Last axis = seeds."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -129,7 +129,7 @@ def ratio_unpaired(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[flo
     return _out(r - 1, min(na, nb), df, se, lo - 1, hi - 1)
 
 
-def pearson_test(x: Sequence[float], y: Sequence[float], ci: float = 0.95, k: int = 0
+def pearson_test(x: ArrayLike, y: ArrayLike, ci: float = 0.95, k: int = 0
                  ) -> tuple[float, float, float, float]:
     """(r, p, lo, hi) of Pearson r with `k` covariates already partialled out of x and y.
 
@@ -158,7 +158,7 @@ def pearson_test(x: Sequence[float], y: Sequence[float], ci: float = 0.95, k: in
     return r, p, lo, hi
 
 
-def centre_by(values: np.ndarray, groups: Sequence) -> np.ndarray:
+def centre_by(values: np.ndarray, groups: ArrayLike) -> np.ndarray:
     """Each value minus its group's mean (the within-group part of a variable)."""
     v = np.asarray(values, dtype=float)
     g = np.asarray([str(x) for x in groups])
@@ -178,7 +178,7 @@ def residualise(values: np.ndarray, covariate: np.ndarray) -> np.ndarray:
 ADJUST_METHODS = ("holm", "bh")
 
 
-def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvalues: ArrayLike, method: str = "holm") -> np.ndarray:
     """Holm step-down (family-wise error) or Benjamini-Hochberg step-up (false discovery rate)
     adjusted p-values; NaN entries are left out of the family and stay NaN."""
     if method not in ADJUST_METHODS:

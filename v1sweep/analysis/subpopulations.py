@@ -240,7 +240,8 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                      sf_edges: Sequence[float] | None = None, orientation_bins: int = 2,
                      evaluate_fn: EvalFn | None = None, batch_size: int = 256,
                      figure_path: str | Path | None = "subpopulations.png", ablation: bool = True,
-                     eq_draws: int = 3, seed: int = 0) -> tuple[pd.DataFrame, Path | None]:
+                     eq_draws: int = 3, seed: int = 0, eq_units: Mapping[str, int] | None = None,
+                     ) -> tuple[pd.DataFrame, Path | None]:
     """Per variant x grouping x group: response, weight and ablation statistics (tidy DataFrame),
     plus a PNG of the three side by side. `images` are uint8 or float [0, 1] (N, 3, H, W);
     `corruption_fn` maps them to corrupted [0, 1] floats (default: gaussian_noise severity 3 via
@@ -248,7 +249,9 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
     computed for `V1Net`s from the V1 activations already measured: `downstream_accuracy`).
     `reference` (default: the first variant) anchors the cross-variant weight comparisons.
     `figure_path=None` skips the figure (returned as None), e.g. when tables are averaged first.
-    `eq_draws` random equal-size subsets per group (seeded by `seed`) make the ``eq_*`` columns."""
+    `eq_draws` random equal-size subsets per group (seeded by `seed`) make the ``eq_*`` columns;
+    `eq_units` (grouping -> units) fixes the subset size, e.g. the same over several calls, else the
+    smallest group of each grouping over these variants (capped by each group's size)."""
     if not models:
         raise ValueError("compare_variants needs at least one model")
     missing = [k for k in models if k not in rf_by_model]
@@ -279,8 +282,9 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
             raise ValueError(f"variant {k!r}: bottleneck reads {weights[k].shape[1]} channels but its RF "
                              f"params list {len(rf_by_model[k])} units")
 
-    eq_units = {g: max(1, min(int((labels_by[k][g] == grp).sum()) for k in models
+    smallest = {g: max(1, min(int((labels_by[k][g] == grp).sum()) for k in models
                                for grp in set(labels_by[k][g]))) for g in groupings}
+    eq_units = {g: int(eq_units[g]) if eq_units and g in eq_units else smallest[g] for g in groupings}
     rng = np.random.default_rng(seed)
     rows = []
     for variant, model in models.items():
@@ -330,7 +334,7 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
                                 "delta_clean_acc_per_unit": (acc_clean - base_clean) / len(idx),
                                 "delta_corruption_acc_per_unit": (acc_corrupt - base_corrupt) / len(idx)})
                     if eq_draws > 0:
-                        m = eq_units[by]
+                        m = min(eq_units[by], len(idx))
                         deltas = [score(True, np.sort(rng.choice(idx, m, replace=False))) - base_corrupt
                                   for _ in range(eq_draws)]
                         row.update({"eq_units": m, "eq_draws": eq_draws,
@@ -384,8 +388,8 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                        "impact: whole-group ablation, relative acc.\nchange (solid corrupted, hatched clean)"))
     if "eq_rel_delta_corruption_acc" in table.columns:
         m = table.groupby("grouping")["eq_units"].first().to_dict()
-        panels.append(("eq_rel_delta_corruption_acc", "impact: equal-size ablation, relative change\nof "
-                       "corruption acc. (" + ", ".join(f"{k}: {int(v)} units" for k, v in m.items()) + ")"))
+        panels.append(("eq_rel_delta_corruption_acc", "impact: equal-size ablation, rel. change of corr. acc.\n"
+                       "(units per subset: " + ", ".join(f"{k} {int(v)}" for k, v in m.items()) + ")"))
     fig, axes = plt.subplots(len(groupings), len(panels), figsize=(4.3 * len(panels), 2.9 * len(groupings)),
                              squeeze=False)
     width = 0.8 / max(1, len(variants))
@@ -400,22 +404,22 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                 vals = sub[sub["variant"] == variant].set_index("group").reindex(groups)
                 pos = x + (v - (len(variants) - 1) / 2) * width
                 color = colors[v % len(colors)]
+                err = vals[f"{col}_err"] if f"{col}_err" in vals else vals.get(f"{col}_sd")
+                yerr = None if err is None else err.fillna(0).to_numpy()
                 if col == "rel_delta_corruption_acc":
-                    ax.bar(pos - width / 4, vals[col], width / 2, color=color)
+                    ax.bar(pos - width / 4, vals[col], width / 2, color=color, yerr=yerr, capsize=2)
                     ax.bar(pos + width / 4, vals["rel_delta_clean_acc"], width / 2, color=color, alpha=0.45,
                            hatch="//", edgecolor="k", linewidth=0.3)
                     ax.axhline(0, color="k", linewidth=0.6)
                 elif col == "eq_rel_delta_corruption_acc":
-                    err = vals.get(f"{col}_err")
-                    ax.bar(pos, vals[col], width, color=color,
-                           yerr=None if err is None else err.fillna(0).to_numpy(), capsize=2)
+                    ax.bar(pos, vals[col], width, color=color, yerr=yerr, capsize=2)
                     ax.axhline(0, color="k", linewidth=0.6)
                 else:
                     name = variant
                     if ablated and i == 0 and j == 0:
                         first = vals.iloc[0]
                         name = f"{variant} (clean {first['clean_acc']:.2f}, corr. {first['corruption_acc']:.2f})"
-                    ax.bar(pos, vals[col], width, color=color, label=name)
+                    ax.bar(pos, vals[col], width, color=color, label=name, yerr=yerr, capsize=2)
             ax.set_xticks(x)
             ax.set_xticklabels(groups, fontsize=8)
             if i == 0:
@@ -427,10 +431,11 @@ def plot_subpopulations(table: pd.DataFrame, path: str | Path) -> Path:
                 sim = sub.groupby("variant", sort=False)["weight_gram_similarity_vs_ref"].first()
                 ax.set_xlabel("Gram sim. vs ref: " + ", ".join(f"{k} {v:.2f}" for k, v in sim.items()),
                               fontsize=7)
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=7, loc="lower center",
+               ncols=max(1, len(variants)), frameon=False)
     n_note = table.attrs.get("n_note", "one model per variant; error bars: SD over the equal-size draws")
     fig.suptitle(f"Sub-populations (reference: {table.attrs.get('reference', variants[0])}); {n_note}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

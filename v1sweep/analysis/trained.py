@@ -11,9 +11,10 @@ models, grouped by RF strategy (the variant) and paired across variants by their
     measured on the block's noiseless (mean) response: tuning curves are trial averages;
 (b) linear CKA between each variant's model and the reference (biological) model trained with the
     same seeds, at vone / bottleneck / layer1.. / logits, on a probe set of clean and corrupted
-    images (`cka.layer_cka`);
+    images, beside its baselines: same-variant different-seed CKA and a permutation null;
 (c) sub-populations (`subpopulations.compare_variants`): responses, bottleneck weights and ablation
-    impact per unit group, for the models sharing one seed pair, then averaged over seed pairs.
+    impact (whole group, per unit, equal-size) per unit group, for the models sharing one seed
+    pair, then mean and SD over (at most `subpop_pairs`) seed pairs.
 
 The probe set is the sweep's own test data (rebuilt with `v1sweep.data.load_dataset`, a seeded
 subset of `n_probe` images) unless images are given. Sweeps without V1 models, with one variant or
@@ -364,7 +365,8 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
             values = bench.select(units[units["variant"] == variant])
             counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
             s = summary[(summary["variant"] == variant) & (summary["benchmark"] == name)]
-            label = f"{variant} (n={len(values)} units)"
+            n_models = int(units.loc[units["variant"] == variant, "run_id"].nunique())
+            label = f"{variant} ({len(values)} units / {n_models} models)"
             if len(s) and np.isfinite(s["score"].iloc[0]):
                 label += f" {float(s['score'].iloc[0]):.2f}/{float(s['ceiling'].iloc[0]):.2f}"
                 label += "" if bool(s["resolvable"].iloc[0]) else " n.r."
@@ -380,8 +382,9 @@ def plot_variant_properties(units: pd.DataFrame, summary: pd.DataFrame, path: st
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("In-silico electrophysiology of the V1 blocks: unit histograms pooled over each variant's models "
-                 "vs V1 (legend: n units, score/ceiling at that n; n.r. = not resolvable at that n)", fontsize=9)
+    fig.suptitle("In-silico electrophysiology of the V1 blocks: unit histograms pooled over each variant's models vs "
+                 "V1 (legend: score / ceiling, each the mean over models at a model's unit count; n.r. = not "
+                 "resolvable at that count)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -399,31 +402,33 @@ def _pair_reference(m: dict, refs: list[dict]) -> tuple[dict, str]:
     return refs[0], "unpaired"
 
 
-def _cka_rows(acts_a: dict, acts_b: dict, layers: list[str]) -> list[dict]:
-    """CKA per layer and probe (and all probes pooled) from cached activations."""
-    from v1sweep.analysis.cka import linear_cka
+def _cka_rows(grams_a: dict, grams_b: dict, layers: list[str], acts_a: dict | None = None,
+              acts_b: dict | None = None) -> list[dict]:
+    """CKA per layer and probe from cached centred Grams; with the activations, also on all probes
+    pooled (a CKA over the concatenated images, which no per-probe Gram gives)."""
+    from v1sweep.analysis.cka import cka_from_grams, linear_cka
 
     rows = []
     for layer in layers:
-        for probe in acts_a:
-            rows.append({"layer": layer, "probe": probe, "n_images": len(acts_a[probe][layer]),
-                         "cka": linear_cka(acts_a[probe][layer], acts_b[probe][layer])})
-        if len(acts_a) > 1:
+        for probe in grams_a:
+            rows.append({"layer": layer, "probe": probe, "n_images": len(grams_a[probe][layer]),
+                         "cka": cka_from_grams(grams_a[probe][layer], grams_b[probe][layer])})
+        if acts_a is not None and acts_b is not None and len(acts_a) > 1:
             xa = torch.cat([acts_a[p][layer] for p in acts_a])
             xb = torch.cat([acts_b[p][layer] for p in acts_a])
             rows.append({"layer": layer, "probe": "all", "n_images": len(xa), "cka": linear_cka(xa, xb)})
     return rows
 
 
-def _cka_baselines(models: list[dict], acts: dict, layers: list[str]) -> pd.DataFrame:
-    """Same-variant, different-seed CKA: how similar two models of one variant are (the ceiling a
-    cross-variant CKA is read against)."""
+def _cka_baselines(models: list[dict], grams: dict, layers: list[str]) -> pd.DataFrame:
+    """Same-variant, different-seed CKA per layer and probe: how similar two models of one variant
+    are (the reference a cross-variant CKA is read against)."""
     rows = []
     for i, a in enumerate(models):
         for b in models[i + 1:]:
             if a["variant"] != b["variant"]:
                 continue
-            for r in _cka_rows(acts[a["run_id"]], acts[b["run_id"]], layers):
+            for r in _cka_rows(grams[a["run_id"]], grams[b["run_id"]], layers):
                 rows.append({**r, "variant": a["variant"], "seeds_a": f"{a['train_seed']}/{a['rf_seed']}",
                              "seeds_b": f"{b['train_seed']}/{b['rf_seed']}", "run_a": a["run_id"],
                              "run_b": b["run_id"]})
@@ -431,26 +436,39 @@ def _cka_baselines(models: list[dict], acts: dict, layers: list[str]) -> pd.Data
                                        "run_b"])
 
 
+def _null(ka: torch.Tensor, kb: torch.Tensor, n_perm: int, seed: int) -> np.ndarray:
+    """CKA of two centred Grams with one side's examples shuffled, `n_perm` times."""
+    if n_perm <= 0:
+        return np.array([np.nan])
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_perm)
+    for i in range(n_perm):
+        p = torch.as_tensor(rng.permutation(len(kb)))
+        out[i] = float((ka * kb[p][:, p]).sum())
+    return out
+
+
 def _cka(models: list[dict], reference: str, images: torch.Tensor, probes: dict[str, torch.Tensor],
          corruptions: Sequence[str], severity: int, out_dir: Path, n_perm: int = 200,
          seed: int = 0) -> dict[str, Any]:
-    from v1sweep.analysis.cka import cka_permutation_null, collect_activations
+    from v1sweep.analysis.cka import centred_gram, collect_activations
     from v1sweep.models import analysis_layers
 
     names = [set(analysis_layers(m["model"])) for m in models]
     layers = [n for n in analysis_layers(models[0]["model"]) if n != "features" and all(n in s for s in names)]
     sets = {"clean": images, **probes}
     acts = {m["run_id"]: {p: collect_activations(m["model"], x, layers) for p, x in sets.items()} for m in models}
+    grams = {rid: {p: {layer: centred_gram(a[layer]) for layer in layers} for p, a in per.items()}
+             for rid, per in acts.items()}
     refs = [m for m in models if m["variant"] == reference]
     rows = []
     for k, m in enumerate(models):
         if m["variant"] == reference:
             continue
         ref, how = _pair_reference(m, refs)
-        for r in _cka_rows(acts[m["run_id"]], acts[ref["run_id"]], layers):
-            null = (cka_permutation_null(acts[m["run_id"]]["clean"][r["layer"]],
-                                         acts[ref["run_id"]]["clean"][r["layer"]], n_perm, seed + k)
-                    if r["probe"] == "clean" and n_perm > 0 else np.array([np.nan]))
+        for r in _cka_rows(grams[m["run_id"]], grams[ref["run_id"]], layers, acts[m["run_id"]], acts[ref["run_id"]]):
+            null = (_null(grams[m["run_id"]]["clean"][r["layer"]], grams[ref["run_id"]]["clean"][r["layer"]],
+                          n_perm, seed + k) if r["probe"] == "clean" else np.array([np.nan]))
             rows.append({**r, "variant": m["variant"], "reference": reference, "run_id": m["run_id"],
                          "reference_run_id": ref["run_id"], "train_seed": m["train_seed"], "rf_seed": m["rf_seed"],
                          "pairing": how, "shared_rf_seed": m["rf_seed"] == ref["rf_seed"],
@@ -458,7 +476,7 @@ def _cka(models: list[dict], reference: str, images: torch.Tensor, probes: dict[
                          "null_q95": float(np.nanquantile(null, 0.95)) if np.isfinite(null).any() else float("nan")})
     cka = pd.DataFrame(rows)[["variant", "reference", "train_seed", "rf_seed", "pairing", "shared_rf_seed", "layer",
                               "probe", "n_images", "cka", "null_mean", "null_q95", "run_id", "reference_run_id"]]
-    base = _cka_baselines(models, acts, layers)
+    base = _cka_baselines(models, grams, layers)
     summary = (cka.groupby(["variant", "layer", "probe"], sort=False)
                .agg(cka=("cka", "mean"), cka_std=("cka", "std"), n_pairs=("run_id", "nunique"),
                     null_q95=("null_q95", "mean"), shared_rf_seed=("shared_rf_seed", "all")).reset_index())
@@ -547,7 +565,10 @@ def plot_cka_layers(summary: pd.DataFrame, reference: str, path: str | Path) -> 
 # ----------------------------------------------------------------------------- (c) sub-populations
 def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, labels: torch.Tensor | None,
                     probes: dict[str, torch.Tensor], corruptions: Sequence[str], severity: int,
-                    out_dir: Path) -> dict[str, Any]:
+                    out_dir: Path, max_pairs: int = 2, eq_draws: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Sub-populations per seed pair (the models sharing train.seed and rf.seed), then mean and SD
+    over pairs. Ablations run the whole network body once per group and draw, so only the first
+    `max_pairs` seed pairs holding several variants are analysed (others are listed in the text)."""
     from v1sweep.analysis.subpopulations import compare_variants, plot_subpopulations, sf_tercile_edges
 
     sf_edges = sf_tercile_edges([m["rf"] for m in models])  # the same cpd bands for every model
@@ -556,6 +577,14 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
     by_key: dict[tuple[int, int], list[dict]] = {}
     for m in models:
         by_key.setdefault((m["train_seed"], m["rf_seed"]), []).append(m)
+    from v1sweep.analysis.subpopulations import GROUPINGS, group_units
+
+    eq_units = {g: max(1, min(int((lab == grp).sum()) for m in models
+                              for lab in [group_units(m["rf"], g, sf_edges=sf_edges)] for grp in set(lab)))
+                for g in GROUPINGS}  # one subset size per grouping for every seed pair
+    keys = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
+    skipped = keys[max_pairs:]
+    by_key = {k: by_key[k] for k in keys[:max_pairs]}
     tables = []
     for (ts, rs), group in by_key.items():
         variants = {m["variant"]: m["model"] for m in group}
@@ -563,7 +592,8 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
         table, _ = compare_variants(variants, {m["variant"]: m["rf"] for m in group}, images,
                                     labels if labels is not None else torch.zeros(len(images), dtype=torch.long),
                                     corruption_fn, reference=ref, sf_edges=sf_edges,
-                                    ablation=labels is not None, figure_path=None)
+                                    ablation=labels is not None, figure_path=None, eq_draws=eq_draws,
+                                    seed=seed + ts, eq_units=eq_units)
         tables.append(table.assign(train_seed=ts, rf_seed=rs, reference=ref))
     full = pd.concat(tables, ignore_index=True)
     keys = ["variant", "grouping", "group"]
@@ -579,10 +609,12 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
             summary[f"{col}_sd"] = spread[col].to_numpy()
     if "eq_rel_delta_corruption_acc" in summary.columns and n_pairs.min() >= 2:
         summary["eq_rel_delta_corruption_acc_err"] = summary["eq_rel_delta_corruption_acc_sd"]
-        summary.attrs["n_note"] = (f"mean over {int(n_pairs.min())}-{int(n_pairs.max())} seed pairs; error bars: "
-                                   "SD over seed pairs")
+        span = f"{int(n_pairs.min())}" + (f"-{int(n_pairs.max())}" if n_pairs.max() > n_pairs.min() else "")
+        summary.attrs["n_note"] = f"mean over {span} seed pairs; error bars: SD over seed pairs"
     else:
-        summary.attrs["n_note"] = "1 seed pair; error bars: SD over the equal-size draws"
+        for col in [c for c in summary.columns if c.endswith("_sd")]:
+            summary[col] = np.nan  # one seed pair: no SD over pairs (the equal-size panel keeps its draws' SD)
+        summary.attrs["n_note"] = "1 seed pair; error bars (equal-size panel only): SD over the draws"
     summary.attrs.update({"reference": reference})
     paths = {"subpopulations": out_dir / "subpopulations.csv",
              "subpopulations_summary": out_dir / "subpopulations_summary.csv"}
@@ -602,6 +634,9 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
             "also given per ablated unit (delta_corruption_acc_per_unit) and from equal-size ablations "
             "(eq_*: random subsets of eq_units units, the smallest group of the grouping over all variants, "
             "mean over draws); *_sd = SD over seed pairs (n_seed_pairs)."]
+    if skipped:
+        text.append(f"Note: {len(skipped)} more seed pair(s) not analysed here (max {max_pairs}: every ablation "
+                    "runs the network body again); the electrophysiology and CKA above use all loaded models.")
     if labels is None:
         text.append("Note: probe images came without labels, so the ablation (accuracy impact) was skipped.")
     return {"tables": paths, "figure": figure, "section_table": summary[cols], "text": text}
@@ -611,9 +646,10 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
 def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = None, out_dir: str | Path,
                          probe_images: torch.Tensor | None = None, probe_labels: torch.Tensor | None = None,
                          max_models: int = 8, corruption_names: Sequence[str] = DEFAULT_CORRUPTIONS,
-                         severity: int = 3, n_probe: int = 256, reference: str = REFERENCE, quick: bool = True,
+                         severity: int = 3, n_probe: int = 128, reference: str = REFERENCE, quick: bool = True,
                          device: str | torch.device = "auto", log: Log | None = None, stage: Log | None = None,
-                         n_perm: int = 1000, seed: int = 0) -> dict[str, Any]:
+                         n_perm: int = 1000, seed: int = 0, subpop_pairs: int = 2,
+                         eq_draws: int = 2) -> dict[str, Any]:
     """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
 
     `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
@@ -624,7 +660,10 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
     `device` "auto" takes CUDA when available (the ablations run thousands of forward passes).
     `log` gets one line per model / stage, `stage(name)` is called as each stage starts (progress);
     min(`n_perm`, 200) permutations make the CKA null and `n_perm` // 10 (at least 20) same-size samples from
-    the V1 data the benchmark ceilings, seeded by `seed`.
+    the V1 data the benchmark ceilings, seeded by `seed`. Sub-populations run on at most
+    `subpop_pairs` seed pairs with `eq_draws` equal-size draws per group (each ablation is a
+    forward pass of the network body: on 2 CPU cores a CIFAR ResNet18 pass over 128 images takes
+    seconds). `n_probe` test images (default 128) probe CKA and sub-populations.
     """
     from v1sweep.corruptions.catalog import CORRUPTIONS
     from v1sweep.training import resolve_device
@@ -710,7 +749,8 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                                         out_dir, min(n_perm, 200), seed)))
         stages.append(("Trained models: sub-populations (responses, weights, impact)", "subpopulations",
                        lambda: _subpopulations(loaded, reference, probe_images, probe_labels, probes,
-                                               corruption_names, severity, out_dir)))
+                                               corruption_names, severity, out_dir, subpop_pairs, eq_draws,
+                                               seed)))
     for title, name, fn in stages:
         stage(f"models: {name}")
         t0 = time.perf_counter()

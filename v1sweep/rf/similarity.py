@@ -255,7 +255,7 @@ def aggregate(scores: dict[str, float], n_simple: int, n_complex: int) -> float:
     return total / weight if weight else float("nan")
 
 
-_CEILINGS: dict[tuple, dict[str, float]] = {}
+_CEILINGS: dict[tuple, dict[str, float]] = {}  # keyed by the (frozen, hashable) Preset itself
 
 
 def similarity_ceiling(n_simple: int, n_complex: int, preset: str | Preset = DEFAULT_PRESET,
@@ -265,7 +265,7 @@ def similarity_ceiling(n_simple: int, n_complex: int, preset: str | Preset = DEF
     from v1sweep.rf.sampling import sample
 
     p = get_preset(preset)
-    key = (int(n_simple), int(n_complex), p.name, int(draws))
+    key = (int(n_simple), int(n_complex), p, int(draws))
     if key not in _CEILINGS:
         runs = []
         for k in range(draws):
