@@ -113,7 +113,7 @@ def apply(images: Tensor, name: str, severity: int, seed: int = 0,
             part = slice(start, start + step)
             x = images[part].detach().to(torch.float32).contiguous()
             rng = CounterRNG(seed, name, severity, idx[part], images.device)
-            # clamped straight into `out` (a fresh tensor): never in place on fn's result, which may
-            # share memory with x and so with `images`
-            torch.clamp(fn(x, param, rng), 0.0, 1.0, out=out[part])
+            # clamped into a new tensor, never in place on fn's result (it may share memory with x and
+            # so with `images`); the copy casts back to the caller's dtype (float64 in, float64 out)
+            out[part] = torch.clamp(fn(x, param, rng), 0.0, 1.0)
     return out
