@@ -377,6 +377,10 @@ def test_smoke_sweep_end_to_end(tmp_path):
     for tid, run in runs.items():
         assert run.info.status == "FINISHED" and run.data.tags["v1sweep.status"] == "finished"
         assert run.data.tags["v1sweep.role"] == "trial" and run.data.tags["v1sweep.sweep"] == "smoke"
+        # what the trial used, beside the params of what it asked for (eval.frost, eval.storage)
+        assert run.data.params["eval.frost"] == "published" and run.data.params["eval.storage"] == "published"
+        assert run.data.tags["v1sweep.frost_used"] == "imagecorruptions-photos"  # not a procedural fallback
+        assert run.data.tags["v1sweep.storage_used"] == "uint8-truncate"  # CIFAR-10-C's np.uint8(x)
         cfg = config_of(spec, run)
         points.add((cfg.rf.strategy, cfg.train.seed, cfg.rf.seed))
         from v1sweep.config import to_flat

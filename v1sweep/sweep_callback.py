@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 from v1sweep import sweep_spec
 from v1sweep.errors import ConfigError, V1SweepError
 from v1sweep.sweep_spec import SweepSpec
-from v1sweep.sweep_trainable import ARTIFACTS, HISTORY, KIND, OUT_DIR, numeric, trial_key, trial_params
+from v1sweep.sweep_trainable import ARTIFACTS, HISTORY, KIND, OUT_DIR, RECORD, numeric, trial_key, trial_params
 
 
 def _error_text(trial: Any) -> str:
@@ -91,11 +91,14 @@ class TrackingBridge:
             if not self.tracker.epoch_logged(tid, step):
                 self.tracker.log_metrics(tid, {**numeric(entry.get("metrics", {})), "epoch": step}, step)
         files = result.pop(ARTIFACTS, None)
+        record = result.pop(RECORD, None)
         out_dir = result.get(OUT_DIR)
         metrics = metric_items(result)
         step = int(result.get("epoch", 0) or 0)
         if result.get(KIND) == "final":
             if not self.tracker.is_final(tid):
+                if record:
+                    self.tracker.set_tags(tid, record)
                 self.tracker.log_final(tid, metrics, step)
                 self.tracker.log_artifacts(tid, files=files, folder=None if files else out_dir)
         else:

@@ -23,6 +23,9 @@ from v1sweep.sweep_spec import SweepSpec
 EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.json", "trial.log", "params.json"
 # Private keys of the results sent to Tune (the driver's callback pops the bulky ones).
 KIND, HISTORY, ARTIFACTS, OUT_DIR = "_v1sweep_kind", "_v1sweep_history", "_v1sweep_artifacts", "_v1sweep_out_dir"
+# what the trial actually used where it may differ from what its config asked for (the frost source
+# after a fallback, the corrupted set's storage): MLflow tags of the trial's run
+RECORD = "_v1sweep_record"
 TrialFn = Callable[..., Any]
 # A rebuilt sweep (`v1sweep resume --rebuild`) hands each Ray trial one point of this key:
 # {"id": the trial id it continues (None: a new trial), "params": the search-space values}.
@@ -151,6 +154,8 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
     if final_path.exists():  # finished before the driver died: report the stored result again
         stored = json.loads(final_path.read_text())
         final = {**stored["metrics"], "epoch": stored["epoch"], KIND: "final"}
+        if stored.get("record"):
+            final[RECORD] = stored["record"]
         if remote:
             final[ARTIFACTS] = _artifact_bytes(out_dir)
         report(final)
@@ -174,8 +179,9 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
         log(f"trial {trial_id} on node {_node()}: {dict(params)}")
         result = fn(config, out_dir, on_epoch=on_epoch, log=log)
         metrics = numeric(getattr(result, "metrics", result) or {})
+        record = used_record(result)
         tmp = final_path.with_name(f".{FINAL_FILE}.tmp")
-        tmp.write_text(json.dumps({"metrics": metrics, "epoch": last_epoch[0]}))
+        tmp.write_text(json.dumps({"metrics": metrics, "epoch": last_epoch[0], "record": record}))
         tmp.replace(final_path)
         log(f"trial {trial_id} finished")
     except BaseException as exc:
@@ -193,9 +199,19 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
         except OSError:
             pass
     final = {**metrics, "epoch": last_epoch[0], KIND: "final"}
+    if record:
+        final[RECORD] = record
     if remote:
         final[ARTIFACTS] = _artifact_bytes(out_dir)
     report(final)
+
+
+def used_record(result: Any) -> dict[str, str]:
+    """Tags saying what a trial used where its config only asked: the frost textures (the published
+    photographs, or procedural ones after a loud fallback) and the corrupted set's storage."""
+    summary = getattr(result, "summary", None) or {}
+    used = summary.get("corruption_set") or {}
+    return {f"v1sweep.{key}_used": str(used[key]) for key in ("frost", "storage") if used.get(key)}
 
 
 def _no_space(exc: BaseException, out_dir: Path) -> BaseException | None:
