@@ -351,3 +351,15 @@ def test_trial_logs_attack_metrics_and_summary(tmp_path):
     assert rows[1]["eot"] == 1 and rows[1]["passes_per_image"] == 3 and rows[1]["step_size"] == pytest.approx(
         2.5 * 0.05 / 3)
     assert math.isfinite(rows[1]["wall_s"])
+
+
+def test_cli_bad_attack_is_one_error_line_and_exit_2(tmp_path, capsys):
+    from v1sweep.cli import main as cli_main
+
+    path = tmp_path / "t.yaml"
+    path.write_text("data: {image_size: 32, test_size: 100}\neval:\n  adversarial:\n    - {norm: linf, eps: 0.01, images: 101}\n")
+    out = tmp_path / "out"
+    assert cli_main(["train", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "eval.adversarial[0].images" in err[0], err
+    assert "allowed: [1, 100]" in err[0] and not out.exists()
