@@ -361,5 +361,18 @@ def test_cli_bad_attack_is_one_error_line_and_exit_2(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli_main(["train", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "eval.adversarial[0].images" in err[0], err
+    assert len(err) == 1 and "error: " in err[0] and "t.yaml: eval.adversarial[0].images" in err[0], err
     assert "allowed: [1, 100]" in err[0] and not out.exists()
+
+
+def test_attack_modules_import_no_ray_mlflow_optuna_and_names_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, v1sweep.adversarial_spec\n"
+            "light = 'torch' not in sys.modules\n"
+            "import v1sweep.adversarial, v1sweep.config\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'optuna'))\n"
+            "print(light, ','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out.stdout
