@@ -376,3 +376,27 @@ def test_attack_modules_import_no_ray_mlflow_optuna_and_names_no_torch():
             "print(light, ','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True", out.stdout
+
+
+def test_per_epoch_attacks_are_off_by_default_and_leave_training_unchanged(tmp_path):
+    from v1sweep import config
+    from v1sweep.trial import run_trial
+
+    tree = {"data": {"image_size": 16, "train_size": 64, "test_size": 32},
+            "frontend": {"n_simple": 4, "n_complex": 4, "ksize": 5, "visual_degrees": 0.5, "noise": "gaussian"},
+            "model": {"backbone": "tiny", "bottleneck": 4},
+            "train": {"epochs": 2, "batch_size": 32, "device": "cpu", "checkpoint": False},
+            "eval": {"corruptions": [], "adversarial": [{"eps": 0.05, "steps": 1, "eot": 2, "images": 8}]}}
+    seen = []
+    plain = run_trial(config.from_dict(tree), tmp_path / "a", log=None, on_epoch=lambda e, m: seen.append(dict(m)))
+    assert not any(k.startswith("val_adv_acc/") for m in seen for k in m)
+    tree["eval"]["adversarial_per_epoch"] = True
+    seen.clear()
+    per = run_trial(config.from_dict(tree), tmp_path / "b", log=None, on_epoch=lambda e, m: seen.append(dict(m)))
+    assert [sorted(k for k in m if k.startswith("val_adv")) for m in seen] == [["val_adv_acc/linf/0.05"]] * 2
+    assert [h["train_loss"] for h in per.history] == [h["train_loss"] for h in plain.history]
+    assert per.metrics["adv_acc/linf/0.05"] == plain.metrics["adv_acc/linf/0.05"]
+    tree["eval"]["adversarial"] = []  # and training is the same as without any attack
+    none = run_trial(config.from_dict(tree), tmp_path / "c", log=None)
+    assert [h["train_loss"] for h in none.history] == [h["train_loss"] for h in plain.history]
+    assert none.metrics["clean_acc"] == plain.metrics["clean_acc"]

@@ -40,6 +40,12 @@ def metric_name(norm: str, eps: float) -> str:
     return f"{ADV_PREFIX}{norm}/{format_eps(eps)}"
 
 
+def epoch_metric_name(metric: str) -> str:
+    """The per-epoch twin of a final attack metric (``eval.adversarial_per_epoch``):
+    ``val_adv_acc/linf/0.00098``, so the final value never shares a key with the epoch curve."""
+    return f"val_{metric}"
+
+
 def is_adversarial_metric(name: str) -> bool:
     return name.startswith(ADV_PREFIX)
 

@@ -191,6 +191,8 @@ class EvalConfig:
                         doc="generated sets stored as published (uint8 truncation; 64 px: + JPEG q85) or rounded")
     adversarial: tuple[AttackConfig, ...] = spec((), doc="white-box PGD attacks (off by default; `default` = "
                                                          "the published four; docs/adversarial.md)")
+    adversarial_per_epoch: bool = spec(False, doc="also attack after every epoch (per-epoch metrics "
+                                                  "val_adv_acc/<norm>/<eps>; costly, off by default)")
 
     def validate(self) -> None:
         if self.source == "published" and not self.path:

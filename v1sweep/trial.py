@@ -235,6 +235,18 @@ def _run_attacks(config: TrialConfig, model: torch.nn.Module, test_images: torch
     return rows
 
 
+def _epoch_attacks(config: TrialConfig, model: torch.nn.Module, test_images: torch.Tensor,
+                   test_labels: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """``eval.adversarial_per_epoch``: the attacks on the model of this epoch, as ``val_adv_acc/...``
+    (own RNG: the training run is unchanged)."""
+    from v1sweep.adversarial import run_attacks
+    from v1sweep.adversarial_spec import epoch_metric_name
+
+    metrics, _ = run_attacks(model, test_images, test_labels, config.eval.adversarial, stochastic=config.stochastic,
+                             seed=config.eval.seed, batch_size=config.eval.batch_size, device=device)
+    return {epoch_metric_name(k): v for k, v in metrics.items()}
+
+
 def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[int, dict], Any] | None = None,
               log: Log | None = print) -> TrialResult:
     """Run one trial into `out_dir` (see the module doc); returns metrics, summary and RF params.
@@ -302,7 +314,10 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
 
     def val_fn(m: torch.nn.Module) -> dict[str, float]:  # val_loss drives the study's plateau schedule
         out = predict_topk(m, test_images, test_labels, batch_size=batch, device=device, k=1)
-        return {"val_acc": out["top1"], "val_loss": out["loss"]}
+        metrics = {"val_acc": out["top1"], "val_loss": out["loss"]}
+        if config.eval.adversarial and config.eval.adversarial_per_epoch:
+            metrics.update(_epoch_attacks(config, m, test_images, test_labels, device))
+        return metrics
 
     ran: list[int] = []
 
