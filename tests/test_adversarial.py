@@ -400,3 +400,18 @@ def test_per_epoch_attacks_are_off_by_default_and_leave_training_unchanged(tmp_p
     none = run_trial(config.from_dict(tree), tmp_path / "c", log=None)
     assert [h["train_loss"] for h in none.history] == [h["train_loss"] for h in plain.history]
     assert none.metrics["clean_acc"] == plain.metrics["clean_acc"]
+
+
+def test_dry_run_prints_the_attack_cost(capsys, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from v1sweep.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    smoke = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
+    assert cli_main(["run", str(smoke), "--dry-run", "--set", "trial.frontend.noise=gaussian"]) == 0
+    out = capsys.readouterr().out
+    # 4 steps x EOT 8 (noise on) x 1 restart per image, 64 images
+    assert "white-box attacks per trial: 2,048 forward+backward image-passes" in out, out
+    assert "adv_acc/linf/0.00392: 32 passes/image x 64 images = 2,048" in out
+    assert not (tmp_path / "mlflow.db").exists()
