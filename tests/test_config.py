@@ -142,7 +142,7 @@ FAITHFUL_KEYS = ("model.bottleneck_norm", "model.stem", "rf.sf_truncation", "rf.
 
 
 @pytest.mark.parametrize("name", ["paper", "paper_cifar10", "variants", "variants_cifar10", "interpolation",
-                                  "interpolation_cifar10", "frontend"])
+                                  "interpolation_cifar10", "frontend", "adversarial_cifar10"])
 def test_bundled_study_sweeps_keep_the_published_defaults(name, tmp_path):
     """The study's sweeps (Tiny ImageNet and CIFAR-10) never override the faithful defaults away."""
     from pathlib import Path

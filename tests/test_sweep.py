@@ -373,7 +373,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert len(runs) == 4
     points = set()
     contract = ({"clean_acc", "clean_top5", "corruption_acc", "rf_similarity", "train_images_per_s", "wall_time_s"}
-                | {f"corruption_acc/{c}" for c in CATEGORIES} | {f"corruption_acc/{n}" for n in BENCHMARK_CORRUPTIONS})
+                | {f"corruption_acc/{c}" for c in CATEGORIES} | {f"corruption_acc/{n}" for n in BENCHMARK_CORRUPTIONS}
+                | {"adv_acc/linf/0.00392"})  # the smoke sweep's one cheap white-box attack
     for tid, run in runs.items():
         assert run.info.status == "FINISHED" and run.data.tags["v1sweep.status"] == "finished"
         assert run.data.tags["v1sweep.role"] == "trial" and run.data.tags["v1sweep.sweep"] == "smoke"

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from v1sweep import adversarial_spec as adv
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES
 from v1sweep.errors import ConfigError
 from v1sweep.schema import build, deep_merge, flatten, spec, to_dict, unflatten
@@ -141,6 +142,40 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AttackConfig:
+    """One white-box PGD attack of `eval.adversarial` (docs/adversarial.md)."""
+    norm: str = spec("linf", choices=adv.NORMS, doc="threat model: linf | l2")
+    eps: float | None = spec(None, range=(0, None),
+                             doc="radius in [0, 1] pixel units before normalisation (linf <= 1; l2 <= sqrt(3 H W))")
+    steps: int = spec(adv.DEFAULT_STEPS, range=(0, 100000), doc="PGD iterations (published: 64)")
+    step_size: float | None = spec(None, range=(0, None), doc="null = 2.5 * eps / steps (Madry et al. 2018)")
+    eot: int | None = spec(None, range=(1, 1000),
+                           doc="noise samples averaged per gradient; null = 8 with frontend.noise, else 1")
+    restarts: int = spec(1, range=(1, 1000), doc="random restarts; an image counts as robust only if it survives all")
+    random_start: bool = spec(True, doc="start each restart at a uniform random point of the eps ball")
+    images: int | None = spec(None, range=(1, None),
+                              doc="test images attacked, a fixed subset drawn with eval.seed (same for every "
+                                  "trial); null = min(1000, the test set)")
+
+    @property
+    def metric(self) -> str:
+        return adv.metric_name(self.norm, self.eps or 0.0)
+
+
+def _expand_attacks(value: Any) -> Any:
+    """``eval.adversarial: default`` -> the published attack list; null -> none (off)."""
+    if value is None:
+        return []
+    if isinstance(value, str) and value == "default":
+        return [dict(a) for a in adv.DEFAULT_ATTACKS]
+    if isinstance(value, str):
+        raise ConfigError(f"{value!r} is not allowed; allowed: default, null, or a list of attacks "
+                          "({norm, eps, steps, step_size, eot, restarts, random_start, images})",
+                          key="eval.adversarial")
+    return value
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     corruptions: tuple[str, ...] = spec(BENCHMARK_CORRUPTIONS, choices=tuple(CORRUPTIONS))
     severities: tuple[int, ...] = spec(SEVERITIES, range=(1, 5))
@@ -154,10 +189,31 @@ class EvalConfig:
                       doc="generated frost: the published photographs, or procedural textures")
     storage: str = spec("published", choices=("published", "lossless"),
                         doc="generated sets stored as published (uint8 truncation; 64 px: + JPEG q85) or rounded")
+    adversarial: tuple[AttackConfig, ...] = spec((), doc="white-box PGD attacks (off by default; `default` = "
+                                                         "the published four; docs/adversarial.md)")
+    adversarial_per_epoch: bool = spec(False, doc="also attack after every epoch (per-epoch metrics "
+                                                  "val_adv_acc/<norm>/<eps>; costly, off by default)")
 
     def validate(self) -> None:
         if self.source == "published" and not self.path:
             raise ConfigError("source 'published' needs eval.path", key="eval.path")
+        seen: dict[str, int] = {}
+        for i, attack in enumerate(self.adversarial):
+            key = f"eval.adversarial[{i}]"
+            if attack.eps is None:
+                raise ConfigError("eps is required (radius in [0, 1] pixel units, e.g. 0.00098 = 1/1020)",
+                                  key=f"{key}.eps")
+            if attack.norm == "linf" and attack.eps > 1:
+                raise ConfigError(f"{attack.eps!r} is out of range; allowed: [0, 1] (pixel units before "
+                                  "normalisation: 1/255 = 0.00392)", key=f"{key}.eps")
+            if 0 < attack.eps < 10 ** -adv.EPS_DECIMALS:
+                raise ConfigError(f"{attack.eps!r} is out of range; allowed: 0 or >= 1e-05 (the metric name "
+                                  f"keeps {adv.EPS_DECIMALS} decimals)", key=f"{key}.eps")
+            if attack.metric in seen:
+                raise ConfigError(f"attacks {seen[attack.metric]} and {i} would both log {attack.metric!r}; "
+                                  "metrics are named by norm and eps, so give each attack its own (norm, eps)",
+                                  key=key)
+            seen[attack.metric] = i
 
 
 @dataclass(frozen=True)
@@ -171,6 +227,7 @@ class TrialConfig:
     eval: EvalConfig = spec(default_factory=EvalConfig)
 
     def validate(self) -> None:
+        self._validate_attacks()
         fe = self.frontend
         if fe.enabled:
             ppd = self.data.image_size / fe.visual_degrees
@@ -180,6 +237,24 @@ class TrialConfig:
                     f"{self.data.image_size} px over {fe.visual_degrees} deg; lower frontend.sf_max or set "
                     f"frontend.visual_degrees <= {self.data.image_size / (2 * fe.sf_max):.3g}",
                     key="frontend.sf_max")
+
+    def _validate_attacks(self) -> None:
+        """Checks that need other sections: the L2 radius against the image size, the attacked images
+        against the test set size (a cap for datasets on disk, checked again once loaded)."""
+        limit = adv.l2_eps_max(self.data.image_size)
+        tests = self.data.test_size
+        for i, attack in enumerate(self.eval.adversarial):
+            if attack.norm == "l2" and attack.eps is not None and attack.eps > limit:
+                raise ConfigError(f"{attack.eps!r} is out of range; allowed: [0, {limit:.4g}] (sqrt(3 H W) at "
+                                  f"{self.data.image_size} px)", key=f"eval.adversarial[{i}].eps")
+            if tests is not None and attack.images is not None and attack.images > tests:
+                raise ConfigError(f"{attack.images} images but the test set has {tests} (data.test_size); "
+                                  f"allowed: [1, {tests}]", key=f"eval.adversarial[{i}].images")
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the V1 block draws noise (then attacks average gradients over EOT samples)."""
+        return self.frontend.enabled and self.frontend.noise != "none"
 
     @property
     def noise_params(self) -> tuple[float, float]:
@@ -213,6 +288,9 @@ def _apply_presets(tree: Mapping[str, Any]) -> Any:
     if not isinstance(tree, Mapping):
         return tree  # `build` reports what it got instead of a mapping
     tree = dict(tree)
+    ev = tree.get("eval")
+    if isinstance(ev, Mapping) and "adversarial" in ev:
+        tree["eval"] = {**ev, "adversarial": _expand_attacks(ev["adversarial"])}
     train = tree.get("train")
     if isinstance(train, Mapping) and train.get("preset") in TRAIN_PRESETS:
         tree["train"] = {**TRAIN_PRESETS[train["preset"]], **train}
@@ -221,7 +299,11 @@ def _apply_presets(tree: Mapping[str, Any]) -> Any:
 
 def from_dict(tree: Mapping[str, Any], *, file: str | None = None) -> TrialConfig:
     """Validate a nested dict into a `TrialConfig`."""
-    return build(TrialConfig, _apply_presets(tree), file=file)
+    try:
+        tree = _apply_presets(tree)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).split(": ", 1)[-1], file=file, key=exc.key) from None
+    return build(TrialConfig, tree, file=file)
 
 
 def from_flat(flat: Mapping[str, Any], *, file: str | None = None) -> TrialConfig:

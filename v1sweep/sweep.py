@@ -321,7 +321,40 @@ def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print) -> list[di
     out(f"{len(trials)} {kind}:")
     for i, params in enumerate(trials):
         out(f"  {i:4d}  " + ", ".join(f"{k}={sweep_spec.format_value(v)}" for k, v in params.items()))
+    cost = _attack_cost_line(spec, trials)
+    if cost:
+        out(cost)
     return trials
+
+
+def _attack_cost_line(spec: SweepSpec, trials: list[dict[str, Any]]) -> str:
+    """The white-box attacks' cost per trial (docs/adversarial.md): forward+backward passes per image
+    (steps x eot x restarts) x images, for the costliest expanded trial."""
+    from v1sweep import adversarial_spec as adv
+    from v1sweep import config as trial_config
+
+    base = trial_config.to_flat(spec.trial)
+    best: tuple[int, Any] | None = None
+    for params in trials or [{}]:
+        try:
+            cfg = trial_config.from_flat({**base, **params})
+        except Exception:  # noqa: BLE001 - sampled domains appear as descriptions in a dry run
+            cfg = spec.trial
+        if cfg.eval.adversarial:
+            total = adv.attack_cost(cfg.eval.adversarial, cfg.stochastic, cfg.data.test_size)["backward"]
+            if best is None or total > best[0]:
+                best = (total, cfg)
+    if best is None:
+        return ""
+    total, cfg = best
+    lines = [f"white-box attacks per trial: {total:,} forward+backward image-passes "
+             "(steps x eot x restarts per image, x images; plus one forward per restart and image)"]
+    for attack in cfg.eval.adversarial:
+        a = adv.vars_of(attack)
+        back, _ = adv.passes_per_image(a, cfg.stochastic)
+        images = adv.resolve_images(attack.images, cfg.data.test_size)
+        lines.append(f"    {attack.metric}: {back} passes/image x {images} images = {back * images:,}")
+    return "\n".join(lines)
 
 
 def _new_sweep_dir(storage: Path, name: str) -> Path:

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from v1sweep import config as trial_config
 from v1sweep.config import TrialConfig
+from v1sweep.adversarial_spec import ADV_PREFIX
 from v1sweep.errors import ConfigError
 from v1sweep.schema import (_check_constraints, _coerce, build, closest, deep_merge, spec, to_dict,
                             unflatten)
@@ -55,7 +56,7 @@ DEFAULT_TRIAL_FUNCTION = "v1sweep.trial:run_trial"
 # Final metrics a search may optimise (docs/architecture.md, "trial"); prefixes take a sub-name.
 FINAL_METRICS = ("clean_acc", "clean_top5", "corruption_acc", "rf_similarity", "train_images_per_s",
                  "wall_time_s")
-FINAL_METRIC_PREFIXES = ("corruption_acc/", "rf_similarity/", "rf_wasserstein/")
+FINAL_METRIC_PREFIXES = ("corruption_acc/", "rf_similarity/", "rf_wasserstein/", ADV_PREFIX)
 # Per-epoch metrics a scheduler (ASHA) can compare at its rungs.
 EPOCH_METRICS = ("val_acc", "train_acc", "train_loss")
 # Trial keys holding paths: made absolute against the working directory when the sweep is loaded.

@@ -9,6 +9,8 @@ It writes into `out_dir`:
 - ``checkpoint.pt``: after every epoch; a rerun resumes from it (a checkpoint written for another
   config is refused);
 - ``eval_table.csv``: accuracy per (corruption, severity);
+- with ``eval.adversarial``: ``adv_acc/<norm>/<eps>`` metrics and the resolved attacks in
+  ``summary.json`` (``adversarial``), see `v1sweep.adversarial`;
 - ``model.pt``: the trained weights (a state dict), which model-level analyses rebuild the network from;
 - ``summary.json``: resolved config, metrics, history, images/s, wall time, device, versions.
 
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from v1sweep.config import TrialConfig, to_dict, to_yaml
-from v1sweep.errors import OutputError, TrialFailed
+from v1sweep.errors import ConfigError, OutputError, TrialFailed
 from v1sweep.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
 from v1sweep.rf.params import FIELDS, RFParams
 from v1sweep.training import (check_checkpoint, config_fingerprint, fit, resolve_device, save_checkpoint,
@@ -206,6 +208,45 @@ def check_writable(out_dir: Path) -> None:
         raise OutputError(f"cannot write the trial output {out_dir}: {existing} is read-only")
 
 
+def _check_attacks(config: TrialConfig, model: torch.nn.Module, data: Any, device: torch.device) -> None:
+    """Before training: every attack's image count fits the test set, and the model has input
+    gradients (a private RNG, so the training run is the same with and without attacks)."""
+    from v1sweep.adversarial import attack_mode, check_gradients
+
+    n_test = len(data.test_labels)
+    for i, attack in enumerate(config.eval.adversarial):
+        if attack.images is not None and attack.images > n_test:
+            raise ConfigError(f"{attack.images} images but the test set has {n_test}; allowed: [1, {n_test}]",
+                              key=f"eval.adversarial[{i}].images")
+    x01 = data.test_images[:2].to(device).float() / 255.0
+    with attack_mode(model, config.eval.seed, device):
+        check_gradients(model, x01, data.test_labels[:2].to(device), amp=device.type == "cuda")
+
+
+def _run_attacks(config: TrialConfig, model: torch.nn.Module, test_images: torch.Tensor, test_labels: torch.Tensor,
+                 device: torch.device, log: Log) -> list[dict]:
+    from v1sweep.adversarial import run_attacks
+
+    start = time.perf_counter()
+    log(f"white-box attacks ({len(config.eval.adversarial)}):")
+    _, rows = run_attacks(model, test_images, test_labels, config.eval.adversarial, stochastic=config.stochastic,
+                          seed=config.eval.seed, batch_size=config.eval.batch_size, device=device, log=log)
+    log(f"adversarial evaluation {time.perf_counter() - start:.1f} s")
+    return rows
+
+
+def _epoch_attacks(config: TrialConfig, model: torch.nn.Module, test_images: torch.Tensor,
+                   test_labels: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """``eval.adversarial_per_epoch``: the attacks on the model of this epoch, as ``val_adv_acc/...``
+    (own RNG: the training run is unchanged)."""
+    from v1sweep.adversarial import run_attacks
+    from v1sweep.adversarial_spec import epoch_metric_name
+
+    metrics, _ = run_attacks(model, test_images, test_labels, config.eval.adversarial, stochastic=config.stochastic,
+                             seed=config.eval.seed, batch_size=config.eval.batch_size, device=device)
+    return {epoch_metric_name(k): v for k, v in metrics.items()}
+
+
 def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[int, dict], Any] | None = None,
               log: Log | None = print) -> TrialResult:
     """Run one trial into `out_dir` (see the module doc); returns metrics, summary and RF params.
@@ -254,6 +295,9 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         source = source_for(config.eval, data.test_images, data.test_labels, config.data.image_size,
                             classes=data.classes, device=device, log=log)
 
+    if config.eval.adversarial:
+        _check_attacks(config, model, data, device)
+
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(config))
     _write_rf_artifacts(rf, config, out_dir, log)
@@ -270,7 +314,10 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
 
     def val_fn(m: torch.nn.Module) -> dict[str, float]:  # val_loss drives the study's plateau schedule
         out = predict_topk(m, test_images, test_labels, batch_size=batch, device=device, k=1)
-        return {"val_acc": out["top1"], "val_loss": out["loss"]}
+        metrics = {"val_acc": out["top1"], "val_loss": out["loss"]}
+        if config.eval.adversarial and config.eval.adversarial_per_epoch:
+            metrics.update(_epoch_attacks(config, m, test_images, test_labels, device))
+        return metrics
 
     ran: list[int] = []
 
@@ -301,6 +348,11 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         log(f"corruption accuracy {metrics['corruption_acc']:.4f} over {len(table)} (corruption, severity) "
             f"pairs ({time.perf_counter() - eval_start:.1f} s)")
 
+    adversarial: list[dict] = []
+    if config.eval.adversarial:
+        adversarial = _run_attacks(config, model, test_images, test_labels, device, log)
+        metrics.update({row["metric"]: row["accuracy"] for row in adversarial})
+
     rates = [h["images_per_s"] for h in history]
     metrics["train_images_per_s"] = float(np.median(rates)) if rates else float("nan")
     earlier = sum(h.get("epoch_wall_s", 0.0) for h in history if h["epoch"] not in ran)
@@ -313,6 +365,8 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         "images": {"train": len(data.train_labels), "test": len(data.test_labels)},
         "device": device_description(device), "versions": versions(), "command": " ".join(sys.argv),
     }
+    if adversarial:
+        summary["adversarial"] = adversarial
     if source is not None:  # what the corrupted set was made with (frost source used, storage format)
         summary["corruption_set"] = getattr(source, "info", {"source": config.eval.source, "path": config.eval.path})
     _save_weights(model, out_dir / MODEL)

@@ -43,6 +43,7 @@ class Report:
     counts: dict[str, int]
     analysis_run_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, rb.RobustnessResult] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +102,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
         cells, cell_note = load_corruption_cells(finished, ref.tracking_uri)
         prog.stage("statistics")
         result = rb.analyze_frame(finished, metric, ci=ci, adjust=adjust, cells=cells)
+        axes = axis_results(finished, metric, ci=ci, adjust=adjust, warnings=result.warnings)
         if left_out:
             result.warnings.insert(0, left_out)
         if cell_note:
@@ -120,7 +122,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
                 "v1sweep.analysis": "robustness"}).info.run_id
         try:
             report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
-                            n_boot=n_boot, ci=ci, seed=seed, models=models, progress=prog)
+                            n_boot=n_boot, ci=ci, seed=seed, models=models, progress=prog, axes=axes)
             if client is not None:
                 prog.stage("logging to MLflow")
                 _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
@@ -147,6 +149,19 @@ def _with_metric(finished: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str
         raise AnalysisError(f"no finished trial logged {metric!r}")
     return kept, (f"{int(missing.sum())} finished trial(s) did not log {metric!r} (e.g. corruption evaluation "
                   f"skipped) and are left out: {ids}{more}")
+
+
+def axis_results(finished: pd.DataFrame, metric: str, *, ci: float, adjust: str,
+                 warnings: list[str]) -> dict[str, rb.RobustnessResult]:
+    """The other robustness axes (`rb.robustness_axes`: corruption accuracy, ``adv_acc/*``), each
+    analysed like the main metric on the trials that logged it; each has its own adjusted family."""
+    out = {}
+    for axis in rb.robustness_axes(finished, metric):
+        try:
+            out[axis] = rb.analyze_frame(finished, axis, ci=ci, adjust=adjust)
+        except AnalysisError as exc:
+            warnings.append(f"{axis}: not analysed ({exc})")
+    return out
 
 
 def load_corruption_cells(finished: pd.DataFrame, tracking_uri: str) -> tuple[pd.DataFrame, str]:
@@ -219,7 +234,8 @@ def trial_table(finished: pd.DataFrame, result: rb.RobustnessResult) -> pd.DataF
 
 def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, result: rb.RobustnessResult,
            counts: dict, state: str, run_id: str | None, *, n_boot: int, ci: float, seed: int,
-           models: bool = True, progress: Progress | None = None) -> Report:
+           models: bool = True, progress: Progress | None = None,
+           axes: dict[str, rb.RobustnessResult] | None = None) -> Report:
     from v1sweep.analysis import report_figures as figs
     from v1sweep.store import mask_uri
 
@@ -241,8 +257,11 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
         if draw(finished, result, out / fname):
             files[fname] = out / fname
 
+    axes = axes or {}
+    axis_files = _write_axes(out, finished, axes, files)
     pct = int(round(ci * 100))
     sections = _sections(name, result, files, pct)
+    sections[-1:-1] = [_axis_section(axis, res, axis_files[axis], pct) for axis, res in axes.items()]
     if models:
         sections += _model_sections(finished, uri, out, files, n_boot=n_boot, seed=seed, progress=prog)
     prog.stage("writing the report")
@@ -257,7 +276,7 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
             f"(seed-paired when trials share seeds, else unpaired with Welch df), Fisher z for correlations; "
             f"none below {rb.MIN_SEEDS} seeds. Association p-values are {method} over the "
             f"{result.n_family} tests of this report. Methods: docs/statistics.md."]
-    summary = _summary(name, parent, result, counts, run_id)
+    summary = _summary(name, parent, result, counts, run_id, axes)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     files["summary.json"] = out / "summary.json"
     title = f"Robustness vs similarity to V1: sweep {name}"
@@ -266,7 +285,55 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
     (out / "report.html").write_text(render_html(title, meta, sections, out, trials))
     files["report.html"] = out / "report.html"
     return Report(sweep=name, parent_run_id=parent.info.run_id, out_dir=out, files=files, result=result,
-                  counts=counts, analysis_run_id=run_id, summary=summary)
+                  counts=counts, analysis_run_id=run_id, summary=summary, axes=axes)
+
+
+def _write_axes(out: Path, finished: pd.DataFrame, axes: dict[str, rb.RobustnessResult],
+                files: dict) -> dict[str, list[str]]:
+    """CSV tables and figures of each extra robustness axis, named ``axis-<metric>-<table>``."""
+    from v1sweep.analysis import report_figures as figs
+
+    made: dict[str, list[str]] = {}
+    for axis, res in axes.items():
+        tag = _safe(axis.replace("/", "-"))
+        made[axis] = []
+        for key, frame in (("variants", res.variants), ("relative", res.relative),
+                           ("correlations", res.correlations), ("alpha_trend", res.alpha_trend)):
+            if not frame.empty:
+                fname = f"axis-{tag}-{key}.csv"
+                frame.to_csv(out / fname, index=False)
+                files[fname] = out / fname
+        rows = finished[finished[f"metrics.{axis}"].notna()].reset_index(drop=True)
+        for key, draw in (("variants", figs.plot_variants), ("correlations", figs.plot_correlations)):
+            fname = f"axis-{tag}-{key}.png"
+            if draw(rows, res, out / fname):
+                files[fname] = out / fname
+                made[axis].append(fname)
+    return made
+
+
+def _axis_section(axis: str, res: rb.RobustnessResult, figures: list[str], pct: int) -> Section:
+    """One extra robustness axis, read like the main metric: per variant, bio vs X, vs similarity."""
+    kind = ("white-box attack (docs/adversarial.md)" if axis.startswith(rb.ADV_PREFIX)
+            else "corruption robustness")
+    s = Section(f"Robustness axis {axis}", text=[
+        f"{axis} ({kind}) analysed exactly like the main metric: per-variant mean over seeds with its "
+        f"{pct}% t interval; biological vs X with the seed-paired (or Welch) Fieller interval; association with "
+        f"similarity between and within variants, p-values adjusted over this axis's own "
+        f"{res.n_family} tests. n = {res.n_trials} trials."])
+    s.tables.append((f"{axis}, mean over seeds", res.variants))
+    for row in res.relative[res.relative["metric"] == axis].itertuples():
+        ci_text = (f"[{pct}% CI {_pct(row.ci_lo)}, {_pct(row.ci_hi)}], {row.method}" if np.isfinite(row.ci_lo)
+                   else "no interval")
+        s.text.append(f"- {row.reference} vs {row.other}: {_pct(row.rel_diff)} {ci_text}"
+                      + (f" — {row.note}" if row.note else ""))
+    if not res.relative.empty:
+        s.tables.append((f"{axis}: (acc_reference - acc_other) / acc_other",
+                         res.relative[res.relative["metric"] == axis]))
+    if not res.correlations.empty:
+        s.tables.append((f"{axis} vs similarity to V1", res.correlations))
+    s.figures = list(figures)
+    return s
 
 
 def _model_sections(finished: pd.DataFrame, uri: str, out: Path, files: dict, *, n_boot: int = rb.N_BOOT,
@@ -387,7 +454,8 @@ def _corruption_section(result: rb.RobustnessResult, files: dict, pct: int) -> S
     return s
 
 
-def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_id: str | None) -> dict:
+def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_id: str | None,
+             axes: dict[str, rb.RobustnessResult] | None = None) -> dict:
     def rec(frame: pd.DataFrame) -> list[dict]:
         return json.loads(frame.to_json(orient="records"))
 
@@ -396,7 +464,9 @@ def _summary(name: str, parent, result: rb.RobustnessResult, counts: dict, run_i
             "variant_columns": [c[len("params."):] for c in result.variant_columns],
             "variants": rec(result.variants), "relative": rec(result.relative),
             "correlations": rec(result.correlations), "alpha_trend": rec(result.alpha_trend),
-            "warnings": result.warnings}
+            "warnings": result.warnings,
+            "axes": {axis: {"n_trials": res.n_trials, "variants": rec(res.variants), "relative": rec(res.relative),
+                            "correlations": rec(res.correlations)} for axis, res in (axes or {}).items()}}
 
 
 def _json_default(value: Any) -> Any:
@@ -551,9 +621,19 @@ def render_html(title: str, meta: list[str], sections: list[Section], out: Path,
 _METRIC_KEY = re.compile(r"[^\w\-. /]")
 
 
-def headline_metrics(result: rb.RobustnessResult) -> dict[str, float]:
-    """Finite headline numbers as MLflow metrics: relative differences, correlations, alpha slopes."""
+def headline_metrics(result: rb.RobustnessResult, axes: dict[str, rb.RobustnessResult] | None = None
+                     ) -> dict[str, float]:
+    """Finite headline numbers as MLflow metrics: relative differences, correlations, alpha slopes;
+    for the other robustness axes the same with the axis in the name (``between_r/<axis>/<measure>``)."""
     out: dict[str, float] = {"n_trials": float(result.n_trials)}
+    for axis, res in (axes or {}).items():
+        for key, value in headline_metrics(res).items():
+            if key.startswith("rel_diff/"):
+                if key.startswith(f"rel_diff/{_METRIC_KEY.sub('_', axis)}/"):
+                    out[key] = value
+            elif key != "n_trials":
+                head, _, rest = key.partition("/")
+                out[f"{head}/{axis}/{rest}"] = value
     for row in result.relative.itertuples():
         base = f"rel_diff/{row.metric}/{row.reference}_vs_{row.other}"
         out.update({base: row.rel_diff, f"{base}/ci_lo": row.ci_lo, f"{base}/ci_hi": row.ci_hi,
@@ -575,7 +655,7 @@ def _log(client, run_id: str, report: Report, *, metric: str, n_boot: int, ci: f
     params = [Param("metric", metric), Param("n_boot", str(n_boot)), Param("ci", str(ci)), Param("seed", str(seed)),
               Param("adjust", report.result.adjust),
               Param("variant_columns", ",".join(c[len("params."):] for c in report.result.variant_columns) or "-")]
-    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report.result).items()]
+    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report.result, report.axes).items()]
     for i in range(0, max(len(metrics), 1), 900):
         client.log_batch(run_id, metrics=metrics[i:i + 900], params=params if i == 0 else [])
     client.log_artifacts(run_id, str(report.out_dir))

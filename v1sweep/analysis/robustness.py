@@ -24,6 +24,7 @@ kept as tools but no longer make the report's intervals: at 2-8 seeds they do no
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -33,6 +34,7 @@ from scipy import stats
 
 from v1sweep.analysis import AnalysisError
 from v1sweep.analysis import stats as st
+from v1sweep.adversarial_spec import ADV_PREFIX
 from v1sweep.corruptions.catalog import CATEGORIES
 
 DEFAULT_METRIC = "corruption_acc"
@@ -563,6 +565,25 @@ def adjust_family(corr: pd.DataFrame, trends: pd.DataFrame, method: str = ADJUST
     for table, col in parts:
         table[f"{col}_adj"] = adj[k:k + len(table)]
         k += len(table)
+
+
+def robustness_axes(frame: pd.DataFrame, metric: str = DEFAULT_METRIC) -> list[str]:
+    """The robustness metrics logged besides `metric`, each analysed like it (its own per-variant
+    means, bio-vs-X differences and similarity associations): corruption accuracy and every white-box
+    attack's ``adv_acc/<norm>/<eps>`` (docs/adversarial.md), ordered by norm, then eps."""
+    names = [c[len("metrics."):] for c in frame.columns
+             if c.startswith("metrics.") and frame[c].notna().any()]
+
+    def order(name: str) -> tuple:
+        norm, _, eps = name[len(ADV_PREFIX):].partition("/")
+        try:
+            return (1, norm, float(eps))
+        except ValueError:
+            return (1, norm, math.inf)
+
+    adv = sorted((n for n in names if n.startswith(ADV_PREFIX)), key=order)
+    axes = ([DEFAULT_METRIC] if DEFAULT_METRIC in names else []) + adv
+    return [a for a in axes if a != metric]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ def main(args: argparse.Namespace) -> int:
 
     result = run_trial(config, args.out, log=lambda msg: print(msg, flush=True))
     print("metrics:")
-    for key in _SHOWN:
+    shown = list(_SHOWN) + [k for k in result.metrics if k.startswith("adv_acc/")]
+    for key in shown:
         if key in result.metrics:
             print(f"  {key:<26} {result.metrics[key]:.4g}")
     print(f"wrote {args.out}/summary.json and {args.out}/rf_params.csv")
