@@ -684,10 +684,12 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
         if gone:
             out(f"removed {len(gone)} unfinished MLflow run(s) of trials Ray had not saved before the driver died")
     counts = {"finished": 0, "failed": 0, "stopped": 0, "interrupted": 0}
+    tracker.flush(timeout=tracker.writer.retry_s + 60)  # artifacts a full disk refused fail their trial
     for tid in ids:
         child = tracker.children.get(tid)
         tags = child.tags if child else {}
         state = bridge.states.get(tid) or tags.get("v1sweep.status") or kept.get(tid) or "interrupted"
+        state = "failed" if state == "finished" and tid in tracker.no_space else state
         counts[state] = counts.get(state, 0) + 1
     tracker.end_sweep("KILLED" if interrupted else "FINISHED",
                       tags={f"v1sweep.trials.{k}": v for k, v in counts.items()} | {

@@ -29,6 +29,9 @@ from v1sweep.store import is_local, mask_text, mask_uri, sqlite_path
 ROLE, SWEEP, TRIAL_ID = "v1sweep.role", "v1sweep.sweep", "trial_id"
 STATUS, ERROR, PARENT = "v1sweep.status", "v1sweep.error", "mlflow.parentRunId"
 FINAL_TAG = "v1sweep.final_logged"
+# Set on a run whose final metrics are logged but whose artifacts a full disk refused (run FAILED).
+ARTIFACTS_MISSING = "v1sweep.artifacts_missing"
+NO_SPACE = "No space left on device"
 # Files of a trial's output folder logged as artifacts (when present).
 TRIAL_ARTIFACTS = ("config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json", "eval_table.csv",
                    "trial.log", "model.pt")
@@ -314,6 +317,7 @@ class ChildRun:
     steps: set[int] = field(default_factory=set)
     final: bool = False
     params: dict[str, str] = field(default_factory=dict)
+    artifacts_missing: bool = False
 
 
 class SweepTracker:
@@ -331,6 +335,7 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.children: dict[str, ChildRun] = {}
         self._runs: dict[str, str] = {}  # trial_id -> run_id, used by the writer thread
+        self.no_space: dict[str, str] = {}  # trial_id -> "No space left on device: PATH" (artifacts)
         self.writer = RunWriter(self.client, retry_s=retry_s, log=log)
 
     def _experiment(self, name: str) -> str:
@@ -383,9 +388,17 @@ class SweepTracker:
         tags.update(extra_tags or {})
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=Path(sweep_dir).name)
         self.parent_run_id = run.info.run_id
-        for name, path in files.items():
-            if Path(path).is_file():
-                self.client.log_artifact(self.parent_run_id, str(path), artifact_path=name or None)
+        try:
+            for name, path in files.items():
+                if Path(path).is_file():
+                    self.client.log_artifact(self.parent_run_id, str(path), artifact_path=name or None)
+        except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
+            full = _artifact_no_space(exc, self.client, self.parent_run_id)
+            if full is None:
+                raise
+            # The sweep's files stay in its folder; the trials' results matter more than these copies.
+            self.client.set_tag(self.parent_run_id, ARTIFACTS_MISSING, _tag_value(full))
+            self.log(f"warning: the sweep's files are not in MLflow ({full}); they stay in {sweep_dir}")
         return self.parent_run_id
 
     def attach_sweep(self, parent_run_id: str, *, command: str | None = None) -> dict[str, ChildRun]:
@@ -409,6 +422,7 @@ class SweepTracker:
                 continue
             child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags), params=dict(run.data.params))
             child.final = run.data.tags.get(FINAL_TAG) == "true" or run.data.tags.get(STATUS) == "finished"
+            child.artifacts_missing = run.data.tags.get(ARTIFACTS_MISSING) == "true"
             child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, "epoch")}
             if trial_id in self.children:  # a duplicate (older versions): keep the finished one
                 other = self.children[trial_id]
@@ -536,11 +550,12 @@ class SweepTracker:
     def is_ended(self, trial_id: str) -> bool:
         """The trial's run is over for good: finished, failed or stopped (not merely interrupted)."""
         child = self.children.get(trial_id)
-        return child is not None and child.status in ("FINISHED", "FAILED", "KILLED") and STATUS in child.tags
+        return (child is not None and child.status in ("FINISHED", "FAILED", "KILLED") and STATUS in child.tags
+                and not child.artifacts_missing)
 
     def is_final(self, trial_id: str) -> bool:
         child = self.children.get(trial_id)
-        return child is not None and child.final
+        return child is not None and child.final and not child.artifacts_missing
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], step: int,
                     timestamp_ms: int | None = None) -> None:
@@ -578,8 +593,27 @@ class SweepTracker:
         resolve = self._resolver(trial_id)
         files = dict(files or {})
         folder = Path(folder) if folder is not None else None
+        child = self.children.get(trial_id)
+        # the failed attempt, taken now: the trial's end (queued after this write) retags the run
+        history = _attempt_history(child) if child is not None and child.artifacts_missing else {}
 
         def fn(client: Any) -> None:
+            try:
+                write(client)
+            except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
+                full = _artifact_no_space(exc, client, resolve())
+                if full is None:
+                    raise
+                # Retrying will not free the disk: the trial's run ends FAILED with this reason
+                # (`trial_ended`), its metrics kept; `v1sweep resume` logs the artifacts again.
+                self.no_space[trial_id] = full
+                self.log(f"v1sweep: artifacts of trial {trial_id} not written: {full}")
+                return
+            self.no_space.pop(trial_id, None)
+            if child is not None and child.artifacts_missing:
+                _artifacts_back(client, resolve(), child, history)
+
+        def write(client: Any) -> None:
             run_id = resolve()
             if files:
                 with tempfile.TemporaryDirectory(prefix="v1sweep-art-") as tmp:
@@ -616,6 +650,14 @@ class SweepTracker:
         resolve = self._resolver(trial_id)
 
         def fn(client: Any) -> None:
+            full = self.no_space.get(trial_id)
+            if full and status == "finished":  # its artifacts hit a full disk: not FINISHED silently
+                client.log_batch(resolve(), tags=[RunTag(STATUS, "failed"), RunTag(ERROR, full),
+                                                  RunTag(ARTIFACTS_MISSING, "true")])
+                child.tags.update({STATUS: "failed", ERROR: full, ARTIFACTS_MISSING: "true"})
+                child.artifacts_missing, child.status = True, "FAILED"
+                client.set_terminated(resolve(), "FAILED")
+                return
             client.set_terminated(resolve(), mlflow_status)
 
         child.status = mlflow_status
@@ -672,6 +714,42 @@ def _attempt_history(child: ChildRun) -> dict[str, str]:
         return {}
     n = int(child.tags.get("v1sweep.attempts", "0") or 0) + 1
     return {"v1sweep.attempts": str(n), f"v1sweep.attempt.{n}.error": child.tags.get(ERROR, "no error recorded")}
+
+
+def _artifact_no_space(exc: BaseException, client: Any, run_id: str) -> str | None:
+    """``No space left on device: PATH`` when an artifact write failed on a full disk (a local
+    artifact store raises ENOSPC naming the file; a server says so in its error), else None."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = exc.filename
+    elif NO_SPACE in str(exc):
+        where = None
+    else:
+        return None
+    if not where:
+        try:
+            where = client.get_run(run_id).info.artifact_uri
+        except Exception:  # noqa: BLE001 - the store may be the full disk too
+            where = "the MLflow artifact store"
+    return f"{NO_SPACE}: {where}"
+
+
+def _artifacts_back(client: Any, run_id: str, child: ChildRun, history: Mapping[str, str]) -> None:
+    """Artifacts a full disk refused are now written: the run loses the no-space marks (kept as
+    attempt `history`) and can end FINISHED."""
+    from mlflow.entities import RunTag
+
+    if history:
+        client.log_batch(run_id, tags=[RunTag(k, _tag_value(v)) for k, v in history.items()])
+        child.tags.update(history)
+    for key in (ARTIFACTS_MISSING, ERROR):
+        try:
+            client.delete_tag(run_id, key)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        child.tags.pop(key, None)
+    child.artifacts_missing = False
 
 
 def _finished(child: ChildRun) -> bool:

@@ -21,6 +21,7 @@ corruption, which is then generated again.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -77,12 +78,24 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
 
 
+def _no_space(path: Path, tmp: Path, exc: OSError) -> OSError:
+    """A full disk named by the file being written (the trial reports
+    ``No space left on device: PATH``); the partial temporary is removed."""
+    tmp.unlink(missing_ok=True)
+    if exc.errno == errno.ENOSPC:
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    return exc
+
+
 def _atomic_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise _no_space(path, tmp, exc) from None
     os.replace(tmp, path)
 
 
@@ -104,7 +117,11 @@ def _labels_array(labels: np.ndarray) -> np.ndarray:
 def _write_npy(path: Path, fill: Callable[[np.ndarray], None], shape: tuple, dtype: np.dtype) -> int:
     """Write an .npy through a temporary file and a rename; returns the file size."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        _reserve(tmp)
+    except OSError as exc:
+        raise _no_space(path, tmp, exc) from None
     fill(arr)
     arr.flush()
     del arr
@@ -112,6 +129,25 @@ def _write_npy(path: Path, fill: Callable[[np.ndarray], None], shape: tuple, dty
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path.stat().st_size
+
+
+def _reserve(tmp: Path) -> None:
+    """Allocate the memory-mapped file's blocks now: on a full disk a sparse file's first write
+    through the map kills the process with SIGBUS; allocating first raises ENOSPC instead."""
+    size = tmp.stat().st_size
+    with open(tmp, "rb+") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise
+            # a filesystem without fallocate (EOPNOTSUPP, EINVAL): write the zeros instead
+            chunk = b"\0" * (1 << 20)
+            head = len(f.read(4096))  # the .npy header and the first (still zero) bytes
+            left = size - head
+            while left > 0:
+                left -= f.write(chunk[:min(left, len(chunk))])
+            f.flush()
 
 
 def _lock_path(folder: Path, exact_dir: bool) -> Path:

@@ -8,6 +8,7 @@ trials that start together decode once and the others wait and read the result.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -218,7 +219,9 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 os.unlink(tmp)
             raise
     except OSError as exc:
-        warnings.warn(f"could not write the dataset cache {path}: {exc}; continuing without it",
+        # The cache only saves decoding time: a full disk is named, and the trial goes on without it.
+        reason = f"No space left on device: {path.parent}" if exc.errno == errno.ENOSPC else str(exc)
+        warnings.warn(f"could not write the dataset cache {path}: {reason}; continuing without it",
                       stacklevel=3)
 
 
