@@ -233,3 +233,34 @@ def test_full_artifact_store_fails_the_run_keeps_the_result_and_resume_logs_them
     for path, stamp in stamps.items():  # the trials were not run again
         if path.name in ("epochs.jsonl", "summary.json", "checkpoint.json"):
             assert path.stat().st_mtime_ns == stamp, path
+
+
+@pytest.mark.slow
+def test_full_artifact_disk_of_a_server_fails_the_run_and_resume_logs_them(ray_local, tmp_path, monkeypatch):
+    """A real `mlflow server` whose --artifacts-destination is a full tmpfs answers 500 without
+    saying why: once the writer gives the artifact write up (retry_s), the run ends FAILED naming
+    the failed write (not FINISHED without artifacts); resume with space back logs them."""
+    root = tmp_path / "server"
+    _mount(root / "artifacts")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own 500 retries take ~4 min
+    server = services.MlflowServer(root).start()
+    try:
+        filler = _fill(root / "artifacts")
+        outcome = run_sweep(_spec(tmp_path), storage=tmp_path / "runs", tracking_uri=server.uri,
+                            trial_fn=services.fake_trial, retry_s=2.0, verbose=0, out=lambda _m: None)
+        assert outcome.counts["failed"] == 2, outcome.counts
+        runs = _runs(server.uri, outcome.parent_run_id)
+        for run in runs.values():
+            assert run.info.status == "FAILED" and "clean_acc" in run.data.metrics
+            assert run.data.tags["v1sweep.error"].startswith("artifacts not written: "), run.data.tags
+            assert run.data.tags["v1sweep.artifacts_missing"] == "true"
+        filler.unlink()
+        again = resume_sweep(outcome.sweep_dir, trial_fn=services.fake_trial, verbose=0, out=lambda _m: None)
+        assert again.counts["finished"] == 2, again.counts
+        client = MlflowClient(server.uri)
+        for run in _runs(server.uri, outcome.parent_run_id).values():
+            assert run.info.status == "FINISHED" and "v1sweep.error" not in run.data.tags
+            assert {"config.yaml", "summary.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(root / "artifacts")], capture_output=True)

@@ -169,6 +169,7 @@ class _Op:
     params: list = field(default_factory=list)
     tags: list = field(default_factory=list)
     resolve: Callable[[], str] | None = None
+    on_drop: Callable[[str], None] | None = None  # told the reason when the writer gives the op up
 
     @property
     def is_batch(self) -> bool:
@@ -297,6 +298,8 @@ class RunWriter:
                 if not _transient(exc) or now - first_failure > self.retry_s:
                     self.lost.append(f"{op.what}: {message[:300]}")
                     self.log(f"v1sweep: MLflow write dropped ({op.what}): {message[:300]}")
+                    if op.on_drop is not None:
+                        op.on_drop(message[:300])
                     return
                 self.retried += 1
                 if delay in (0.25, 8.0):
@@ -335,7 +338,9 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.children: dict[str, ChildRun] = {}
         self._runs: dict[str, str] = {}  # trial_id -> run_id, used by the writer thread
-        self.no_space: dict[str, str] = {}  # trial_id -> "No space left on device: PATH" (artifacts)
+        # trial_id -> why its artifacts are not in MLflow ("No space left on device: PATH", or the
+        # error of a write the writer gave up); such a trial's run ends FAILED, not FINISHED
+        self.no_space: dict[str, str] = {}
         self.writer = RunWriter(self.client, retry_s=retry_s, log=log)
 
     def _experiment(self, name: str) -> str:
@@ -392,12 +397,13 @@ class SweepTracker:
             for name, path in files.items():
                 if Path(path).is_file():
                     self.client.log_artifact(self.parent_run_id, str(path), artifact_path=name or None)
-        except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
-            full = _artifact_no_space(exc, self.client, self.parent_run_id)
-            if full is None:
-                raise
+        except Exception as exc:  # noqa: BLE001 - the store itself answered (check_store): its artifact side failed
+            full = _artifact_no_space(exc, self.client, self.parent_run_id) or \
+                (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             # The sweep's files stay in its folder; the trials' results matter more than these copies.
-            self.client.set_tag(self.parent_run_id, ARTIFACTS_MISSING, _tag_value(full))
+            pid = self.parent_run_id
+            self.writer.submit(_Op(f"missing-artifacts tag of sweep run {pid}",  # retried like any write
+                                   lambda client: client.set_tag(pid, ARTIFACTS_MISSING, _tag_value(full))))
             self.log(f"warning: the sweep's files are not in MLflow ({full}); they stay in {sweep_dir}")
         return self.parent_run_id
 
@@ -626,8 +632,11 @@ class SweepTracker:
                     if path.is_file() and path.stat().st_size <= MAX_ARTIFACT_BYTES:
                         client.log_artifact(run_id, str(path))
 
+        def dropped(message: str) -> None:  # e.g. a server whose artifact disk is full answers 500
+            self.no_space.setdefault(trial_id, f"artifacts not written: {message}")
+
         if trial_id in self.children:
-            self.writer.submit(_Op(f"artifacts of trial {trial_id}", fn, trial_id))
+            self.writer.submit(_Op(f"artifacts of trial {trial_id}", fn, trial_id, on_drop=dropped))
 
     def trial_ended(self, trial_id: str, status: str, *, error: str | None = None,
                     extra_tags: Mapping[str, str] | None = None) -> None:
