@@ -90,7 +90,7 @@ def wall_seconds(durations: Sequence[float], slots: int) -> float:
     return max(finish) if durations else 0.0
 
 
-def calibrate(cfg: Any, *, steps: int = 3, warmup: int = 1, device: str | None = None,
+def calibrate(cfg: Any, *, steps: int = 5, warmup: int = 2, device: str | None = None,
               threads: int | None = None) -> dict[str, float]:
     """Seconds per image of a training step and of an evaluation forward pass of `cfg`'s model on
     this machine: `warmup` untimed then `steps` timed steps on random images of the trial's size
@@ -143,19 +143,26 @@ def _calibrate(cfg: Any, *, steps: int, warmup: int, device: str | None) -> dict
 
 
 def _timed(step: Any, steps: int, warmup: int, dev: Any) -> float:
-    """Mean seconds of `step` over `steps` calls after `warmup` untimed ones."""
+    """Median seconds of `step` over `steps` calls after `warmup` untimed ones (the median: one call
+    slowed by another process on a shared machine should not move the estimate)."""
+    import statistics
+
     import torch
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     for _ in range(warmup):
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    start = time.perf_counter()
+    times = []
     for _ in range(max(1, steps)):
+        sync()
+        start = time.perf_counter()
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return (time.perf_counter() - start) / max(1, steps)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def local_slots(resources: Any, cpus: int | None = None, gpus: int = 0) -> int:
