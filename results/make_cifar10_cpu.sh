@@ -2,10 +2,11 @@
 # The CPU reference study on CIFAR-10, end to end: run the sweep, then write results/cifar10-cpu/.
 # Documented in docs/reference_results.md. Nothing in results/cifar10-cpu/ is edited by hand.
 #
-#   results/make_cifar10_cpu.sh run DATA_DIR     # both sweeps (20 V1 trials + 5 plain baselines), ~3 h on 2 cores
+#   results/make_cifar10_cpu.sh run DATA_DIR [ARGS]  # both sweeps (20 V1 trials + 5 plain baselines), ~2-3 h on 2 cores
 #   results/make_cifar10_cpu.sh report          # analyze + provenance -> results/cifar10-cpu/
 #
 # DATA_DIR: the CIFAR-10 ImageFolder tree (train/ and test/) or torchvision's cifar-10-batches-py.
+# ARGS: more `v1sweep run` options for both sweeps (--storage DIR, --set trial.train.epochs=1, ...).
 # Run it in the background (nohup ... &); if it is interrupted, `v1sweep resume FOLDER` each
 # unfinished sweep folder printed in the log, then `report`. MLflow store: ./mlflow.db (the
 # default; set MLFLOW_TRACKING_URI to use another), sweep folders under ./v1sweep_runs.
@@ -27,12 +28,13 @@ log_cmd() {  # run a command, appending it and its start/end times (UTC) to $STA
 
 case "${1:-}" in
   run)
-    DATA="${2:?usage: $0 run DATA_DIR}"
+    DATA="${2:?usage: $0 run DATA_DIR [ARGS]}"
+    shift 2
     cd "$REPO"
-    log_cmd v1sweep run sweeps/$SWEEP.yaml --data-path "$DATA" --num-cpus "$CPUS"
+    log_cmd v1sweep run sweeps/$SWEEP.yaml --data-path "$DATA" --num-cpus "$CPUS" "$@"
     # the plain baseline: same trial config and seeds, logged under the same sweep name so that
     # `analyze --all-parents` reads the five variants as one study
-    log_cmd v1sweep run sweeps/${SWEEP}_baseline.yaml --data-path "$DATA" --num-cpus "$CPUS" --set name=$SWEEP
+    log_cmd v1sweep run sweeps/${SWEEP}_baseline.yaml --data-path "$DATA" --num-cpus "$CPUS" --set name=$SWEEP "$@"
     ;;
   report)
     cd "$REPO"

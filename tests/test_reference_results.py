@@ -33,13 +33,9 @@ def committed_trials():
 
 
 def variant_rows(trials, variant: str):
-    """The committed trials of one variant: the plain baseline is frontend.enabled false, the others
-    the V1 block with that RF strategy."""
-    enabled = trials["frontend.enabled"].astype(str).str.lower() != "false" if "frontend.enabled" in trials \
-        else trials.index == trials.index
-    if variant == "baseline":
-        return trials[~enabled]
-    return trials[enabled & (trials["rf.strategy"] == variant)]
+    """The committed trials of one variant, by the report's `variant` label (the plain baseline is
+    `baseline`: v1sweep.analysis.robustness.baseline_as_variant)."""
+    return trials[trials["variant"].astype(str) == variant]
 
 
 def slice_config(variant: str, data_path: Path):
