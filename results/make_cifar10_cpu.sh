@@ -31,10 +31,13 @@ case "${1:-}" in
     DATA="${2:?usage: $0 run DATA_DIR [ARGS]}"
     shift 2
     cd "$REPO"
-    log_cmd v1sweep run sweeps/$SWEEP.yaml --data-path "$DATA" --num-cpus "$CPUS" "$@"
+    rc=0; log_cmd v1sweep run sweeps/$SWEEP.yaml --data-path "$DATA" --num-cpus "$CPUS" "$@" || rc=$?
+    if [ "$rc" -eq 130 ]; then echo "interrupted: v1sweep resume the folder above, then run the baseline arm" >&2; exit 130; fi
     # the plain baseline: same trial config and seeds, logged under the same sweep name so that
-    # `analyze --all-parents` reads the five variants as one study
-    log_cmd v1sweep run sweeps/${SWEEP}_baseline.yaml --data-path "$DATA" --num-cpus "$CPUS" --set name=$SWEEP "$@"
+    # `analyze --all-parents` reads the five variants as one study (runs even if a V1 trial failed)
+    rc2=0; log_cmd v1sweep run sweeps/${SWEEP}_baseline.yaml --data-path "$DATA" --num-cpus "$CPUS" \
+      --set name=$SWEEP "$@" || rc2=$?
+    exit $(( rc > rc2 ? rc : rc2 ))
     ;;
   report)
     cd "$REPO"

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def sh(*cmd: str) -> str:
     """A command's stdout, stripped; '(unavailable: ...)' when it cannot run (no git, no lscpu)."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip()
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip("\n")
     except (OSError, subprocess.CalledProcessError) as exc:
         return f"(unavailable: {exc})"
 
