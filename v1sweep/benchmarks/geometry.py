@@ -37,6 +37,8 @@ def effective_sfs(config: Any) -> tuple[np.ndarray, np.ndarray]:
     from v1sweep.trial import sample_rf
 
     rf = sample_rf(config)
+    if rf is None:
+        raise ValueError("frontend.enabled is false: a plain baseline has no V1 kernels to check")
     fe, size = config.frontend, config.data.image_size
     kw = dict(image_size=size, visual_degrees=fe.visual_degrees, ksize=fe.ksize)
     kernels = gabor_kernels(rf, **kw).numpy()
@@ -60,7 +62,7 @@ def octave_errors(config: Any, reference_ksize: int = REFERENCE_KSIZE) -> tuple[
 
 
 def measure(config: Any, strategies: Sequence[str] = STRATEGIES, banks: int = 20,
-            tolerance: float = 0.25) -> list[dict[str, float]]:
+            tolerance: float = 0.25) -> list[dict[str, Any]]:
     """One row per strategy: worst and p99 octave error over `banks` banks, share beyond `tolerance`."""
     rows = []
     for strategy in strategies:
