@@ -96,3 +96,11 @@ def test_cli_calibrate_estimates_and_refuses_without_dry_run(tmp_path):
     bad = run("run", "smoke", "--calibrate")
     assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "v1sweep_runs").exists()
+
+
+def test_gpu_hours_from_a_cpu_calibration_say_so():
+    from v1sweep.sweep_spec import ResourcesSpec
+
+    rates = {"train_s_per_image": 0.01, "eval_s_per_image": 0.002, "device": "cpu", "threads": 1}
+    text = "\n".join(cost.describe([config.from_dict(HAND)], ResourcesSpec(cpu=1, gpu=1), rates=rates, slots=1))
+    assert "GPU-hours" in text and "not on the GPU the sweep requests" in text

@@ -210,6 +210,9 @@ def describe(configs: Sequence[Any], resources: Any, *, rates: dict[str, float] 
                  f"trial-hours; {total * resources.cpu / 3600:.2f} CPU-hours"
                  + (f", {total * resources.gpu / 3600:.2f} GPU-hours" if resources.gpu else "")
                  + f"; wall ~{hms(wall_seconds(secs, slots))} on {slots} concurrent slot(s)")
+    if resources.gpu and not str(rates.get("device", "")).startswith("cuda"):
+        lines.append(f"  (timed on {rates.get('device', 'cpu')}, not on the GPU the sweep requests: the GPU-hours are "
+                     f"CPU time, far above what a GPU takes; calibrate on the GPU machine)")
     lines.append("  (linear extrapolation of timed steps: excludes data loading, corruption generation, "
                  "checkpoints and Ray start-up; concurrent trials on shared cores run slower)")
     return lines

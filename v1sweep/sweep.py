@@ -339,7 +339,9 @@ def cost_lines(spec: SweepSpec, trials: list[dict[str, Any]], *, calibrate: bool
     from v1sweep import cost
 
     configs = cost.configs_of(spec, trials)
-    threads = max(1, int(spec.resources.cpu)) if spec.resources.cpu else None
+    import os
+
+    threads = max(1, min(int(spec.resources.cpu), os.cpu_count() or 1)) if spec.resources.cpu else None
     rates = cost.calibrate(configs[0], threads=threads) if calibrate and configs else None
     gpus = 1 if spec.resources.gpu and rates and rates.get("device", "").startswith("cuda") else 0
     slots = cost.local_slots(spec.resources, num_cpus, gpus)
