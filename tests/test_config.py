@@ -141,6 +141,26 @@ FAITHFUL_KEYS = ("model.bottleneck_norm", "model.stem", "rf.sf_truncation", "rf.
                  "frontend.noise_scale", "frontend.noise_level")
 
 
+@pytest.mark.parametrize("name", ["study_cifar10_cpu", "study_cifar10_cpu_baseline"])
+def test_cpu_reference_study_deviates_only_by_its_documented_schedule(name, tmp_path):
+    """The CPU reference study (sweeps/study_cifar10_cpu.yaml) keeps the faithful defaults except
+    train.schedule (cosine: its header says why), and pairs seeds: training seed = Gabor seed."""
+    from pathlib import Path
+
+    from v1sweep import sweep_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = sweep_spec.load_sweep(repo / "sweeps" / f"{name}.yaml", data_path=str(tmp_path))
+    base, defaults = spec.base_flat(), config.to_flat(config.from_dict({}))
+    kept = [k for k in FAITHFUL_KEYS if k != "train.schedule"]
+    assert {k: base[k] for k in kept} == {k: defaults[k] for k in kept}
+    assert base["train.schedule"] == "cosine" and "cosine" in (repo / "sweeps" / f"{name}.yaml").read_text() + \
+        (repo / "sweeps" / "trials" / "cifar10_cpu.yaml").read_text()
+    assert "train.seed,rf.seed" in spec.space
+    assert base["frontend.enabled"] is (name == "study_cifar10_cpu")
+    assert spec.resources.cpu <= 2 and not spec.resources.gpu
+
+
 @pytest.mark.parametrize("name", ["paper", "paper_cifar10", "variants", "variants_cifar10", "interpolation",
                                   "interpolation_cifar10", "frontend", "adversarial_cifar10"])
 def test_bundled_study_sweeps_keep_the_published_defaults(name, tmp_path):

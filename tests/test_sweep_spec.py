@@ -15,7 +15,7 @@ from v1sweep.sweep_spec import REPO_ROOT, expand, from_dict, load_sweep
 SWEEPS = REPO_ROOT / "sweeps"
 FRAGMENTS = REPO_ROOT / "search_spaces"
 NEEDS_DATA = {"paper", "variants", "interpolation", "frontend", "paper_cifar10", "variants_cifar10",
-              "interpolation_cifar10", "adversarial_cifar10"}
+              "interpolation_cifar10", "adversarial_cifar10", "study_cifar10_cpu", "study_cifar10_cpu_baseline"}
 TINY_TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0}}
 
 

@@ -313,8 +313,11 @@ def _slots(spec: SweepSpec) -> int:
 # ---------------------------------------------------------------------------------------------
 # Running and resuming
 # ---------------------------------------------------------------------------------------------
-def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print) -> list[dict[str, Any]]:
-    """Print the sweep and its expanded trials (grid: every point; sampled: the domains)."""
+def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print, *, calibrate: bool = False,
+                  num_cpus: int | None = None) -> list[dict[str, Any]]:
+    """Print the sweep and its expanded trials (grid: every point; sampled: the domains), then the
+    cost per trial (`v1sweep.cost`): pass counts, and with `calibrate` a timed extrapolation to
+    CPU/GPU-hours and wall time on this machine's slots (`num_cpus`, default all)."""
     trials = sweep_spec.expand(spec)
     out(sweep_spec.describe(spec))
     kind = "trials" if spec.search.algorithm in ("grid", "random") else "trials sampled by " + spec.search.algorithm
@@ -324,7 +327,25 @@ def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print) -> list[di
     cost = _attack_cost_line(spec, trials)
     if cost:
         out(cost)
+    for line in cost_lines(spec, trials, calibrate=calibrate, num_cpus=num_cpus):
+        out(line)
     return trials
+
+
+def cost_lines(spec: SweepSpec, trials: list[dict[str, Any]], *, calibrate: bool = False,
+               num_cpus: int | None = None) -> list[str]:
+    """The dry run's cost lines (`v1sweep.cost.describe`); `calibrate` times the first trial's model
+    on this machine (torch needed then, Ray never)."""
+    from v1sweep import cost
+
+    configs = cost.configs_of(spec, trials)
+    import os
+
+    threads = max(1, min(int(spec.resources.cpu), os.cpu_count() or 1)) if spec.resources.cpu else None
+    rates = cost.calibrate(configs[0], threads=threads) if calibrate and configs else None
+    gpus = 1 if spec.resources.gpu and rates and rates.get("device", "").startswith("cuda") else 0
+    slots = cost.local_slots(spec.resources, num_cpus, gpus)
+    return cost.describe(configs, spec.resources, rates=rates, slots=slots)
 
 
 def _attack_cost_line(spec: SweepSpec, trials: list[dict[str, Any]]) -> str:
@@ -385,7 +406,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Pat
     signature of `v1sweep.trial.run_trial`; it returns an object with ``.metrics`` or a dict.
     """
     if dry_run:
-        print_dry_run(spec, out)
+        print_dry_run(spec, out, num_cpus=num_cpus)
         return None
     from v1sweep.tracking import SweepTracker, check_store, command_line, describe_uri
 

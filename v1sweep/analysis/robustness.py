@@ -47,6 +47,10 @@ ADJUST = "holm"
 REFERENCE_STRATEGY = "biological"
 UNIFORM_STRATEGIES = ("uniform", "unif1", "unif2", "unif3")
 STRATEGY_COL = "params.rf.strategy"
+# Plain-baseline trials (frontend.enabled false) have no V1 block, so their rf.strategy is a leftover
+# default: `baseline_as_variant` names them `baseline`, compared with the reference like a uniform control.
+BASELINE = "baseline"
+ENABLED_COL = "params.frontend.enabled"
 ALPHA_KEYS = ("rf.alpha", "rf.alpha_sf", "rf.alpha_ori", "rf.alpha_nxny", "rf.alpha_coupling")
 SIMILARITY_PREFIXES = ("rf_normsim_eff", "rf_normsim", "rf_similarity_eff", "rf_similarity",
                        "rf_wasserstein")
@@ -348,7 +352,26 @@ def _strategies(frame: pd.DataFrame, reference: str) -> list[str]:
     strategy = frame[STRATEGY_COL].astype(str)
     if not (strategy == reference).any():
         return []
-    return [s for s in UNIFORM_STRATEGIES if (strategy == s).any()]
+    return [s for s in UNIFORM_STRATEGIES + (BASELINE,) if (strategy == s).any()]
+
+
+def baseline_as_variant(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with plain-baseline trials (``frontend.enabled`` false) as the strategy ``baseline``
+    and the ``frontend.enabled`` column dropped (the strategy now says it). Why: a baseline run
+    keeps the trial config's rf.strategy (e.g. biological); left as is, it would join that strategy's
+    group, and ``frontend.enabled`` as a varying param would stop the baseline pairing by seed with
+    the V1 variants (sweeps/study_cifar10_cpu_baseline.yaml)."""
+    if ENABLED_COL not in frame.columns:
+        return frame
+    off = frame[ENABLED_COL].map(lambda v: v is False or str(v).strip().lower() == "false").to_numpy(dtype=bool)
+    if not off.any():
+        return frame
+    out = frame.drop(columns=[ENABLED_COL])
+    strategy = (out[STRATEGY_COL].astype(object) if STRATEGY_COL in out.columns
+                else pd.Series([None] * len(out), index=out.index, dtype=object))
+    strategy[off] = BASELINE
+    out[STRATEGY_COL] = strategy
+    return out
 
 
 def relative_differences(frame: pd.DataFrame, metrics: Sequence[str] = (DEFAULT_METRIC, CONTROL_METRIC), *,
@@ -620,6 +643,7 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
     """
     if frame is None or frame.empty:
         raise AnalysisError("no finished trials to analyse")
+    frame = baseline_as_variant(frame)
     ycol = _col(frame, metric)
     missing = frame[ycol].isna()
     frame = frame[~missing].reset_index(drop=True)

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", default=None, metavar="DIR",
                         help="dataset folder for the CIFAR-10 / Tiny ImageNet sweeps (= --set trial.data.path=DIR)")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded trials and exit")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="with --dry-run: time a few training steps and an eval batch of the trial model "
+                             "on this machine and extrapolate the sweep's CPU/GPU-hours and wall time")
 
 
 def exit_code(outcome) -> int:
@@ -116,10 +119,19 @@ def main(args: argparse.Namespace) -> int:
     from v1sweep.sweep import run_sweep
     from v1sweep.sweep_spec import load_sweep
 
+    if args.calibrate and not args.dry_run:
+        print("v1sweep run: error: --calibrate: only with --dry-run (it estimates the cost instead of running)",
+              file=sys.stderr)
+        return 2
     if args.dry_run:
         spec, warnings = load_for_dry_run(args)
         for warning in warnings:
             print(f"v1sweep run: warning: {warning}", file=sys.stderr)
+        if args.calibrate:
+            from v1sweep.sweep import print_dry_run
+
+            print_dry_run(spec, lambda msg: print(msg, flush=True), calibrate=True, num_cpus=args.num_cpus)
+            return 0
     else:
         spec = load_sweep(args.sweep, args.overrides, data_path=args.data_path)
     outcome = run_sweep(spec, address=args.address, storage=args.storage, tracking_uri=args.tracking_uri,

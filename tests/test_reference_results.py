@@ -1,0 +1,71 @@
+"""The committed CPU reference results (results/cifar10-cpu/) reproduce: a 1-seed slice of
+sweeps/study_cifar10_cpu.yaml (seed 0 of every variant, one test each) re-run here lands within
+the seed-to-seed spread of the committed numbers. Slow (one trial is minutes on 2 cores): not in CI.
+
+Skips until results/cifar10-cpu/ is committed (results/make_cifar10_cpu.sh, docs/reference_results.md)
+and where the CIFAR-10 tarball is absent.
+    pytest -m slow tests/test_reference_results.py -k biological
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "cifar10-cpu"
+SWEEP = REPO / "sweeps" / "study_cifar10_cpu.yaml"
+BASELINE = REPO / "sweeps" / "study_cifar10_cpu_baseline.yaml"
+VARIANTS = ["biological", "unif1", "unif2", "unif3", "baseline"]
+METRICS = ("clean_acc", "corruption_acc")
+
+
+def committed_trials():
+    """The committed per-trial table, or a skip saying how to produce it."""
+    import pandas as pd
+
+    table = RESULTS / "trials.csv"
+    if not table.exists():
+        pytest.skip(f"{table.relative_to(REPO)} is not committed yet: produce results/cifar10-cpu/ with "
+                    f"results/make_cifar10_cpu.sh run DATA_DIR && results/make_cifar10_cpu.sh report "
+                    f"(docs/reference_results.md)")
+    return pd.read_csv(table)
+
+
+def variant_rows(trials, variant: str):
+    """The committed trials of one variant, by the report's `variant` label (the plain baseline is
+    `baseline`: v1sweep.analysis.robustness.baseline_as_variant)."""
+    return trials[trials["variant"].astype(str) == variant]
+
+
+def slice_config(variant: str, data_path: Path):
+    """Seed 0 of `variant` exactly as the sweep builds it (training and Gabor seed tied)."""
+    from v1sweep.sweep_spec import load_sweep
+
+    if variant == "baseline":
+        spec = load_sweep(BASELINE, data_path=str(data_path))
+        return spec.trial_config_for({"train.seed,rf.seed": 0})
+    spec = load_sweep(SWEEP, data_path=str(data_path))
+    return spec.trial_config_for({"rf.strategy": variant, "train.seed,rf.seed": 0})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_seed0_slice_reproduces_committed_numbers(variant, request, tmp_path):
+    trials = committed_trials()
+    data_path = request.getfixturevalue("cifar10_root")  # skips without the CIFAR-10 tarball
+    rows = variant_rows(trials, variant)
+    seed_col = "train.seed" if "train.seed" in rows else "rf.seed"
+    assert len(rows) >= 2, f"{variant}: fewer than 2 committed seeds, no seed-to-seed spread to compare with"
+    committed = rows[rows[seed_col] == 0]
+    assert len(committed) == 1, f"{variant}: expected one committed seed-0 trial, found {len(committed)}"
+
+    from v1sweep.trial import run_trial
+
+    result = run_trial(slice_config(variant, data_path), tmp_path / variant, log=None)
+    for metric in METRICS:
+        spread = float(rows[metric].std(ddof=1))
+        old, new = float(committed[metric].iloc[0]), float(result.metrics[metric])
+        assert abs(new - old) <= spread, (
+            f"{variant} seed 0 {metric}: re-run {new:.4f} vs committed {old:.4f}; the difference "
+            f"{abs(new - old):.4f} exceeds the seed-to-seed standard deviation {spread:.4f} of the committed seeds")
