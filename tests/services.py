@@ -138,6 +138,32 @@ def crashing_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | Non
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
+def trial_runs(uri: str, parent: str) -> dict[str, Any]:
+    """trial id -> MLflow run of a sweep's parent run, deleted runs included (so a test sees a run
+    that a code path deleted); fails if a trial has two runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_run(parent).info.experiment_id
+    out = {}
+    for run in client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'", run_view_type=3):
+        tid = run.data.tags["trial_id"]
+        assert tid not in out, f"two runs for trial {tid}"
+        out[tid] = run
+    return out
+
+
+def mount_tmpfs(path: Path, size: str = "5m") -> None:
+    """A real small disk at `path` (root only); skips the calling test where mounting is not allowed."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); needs root")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -28,14 +28,6 @@ TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visua
 N_IMAGES = 120  # one corrupted set: 5 severities x 120 images x 32 x 32 x 3 = 1.8 MB per corruption
 
 
-def _mount(path: Path, size: str = "5m") -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); needs root")
-
-
 def _grow(path: Path) -> None:
     subprocess.run(["mount", "-o", "remount,size=64m", str(path)], check=True)
 
@@ -44,7 +36,7 @@ def _grow(path: Path) -> None:
 def cache_disk(tmp_path_factory):
     """$V1SWEEP_CACHE on a 5 MiB tmpfs, set before Ray starts so the trials' workers see it."""
     mnt = tmp_path_factory.mktemp("cache") / "small"
-    _mount(mnt)
+    services.mount_tmpfs(mnt)
     old = os.environ.get("V1SWEEP_CACHE")
     os.environ["V1SWEEP_CACHE"] = str(mnt)
     try:
@@ -75,7 +67,7 @@ def ray_local(cache_disk):
 @pytest.fixture
 def small_disk(tmp_path):
     mnt = tmp_path / "small"
-    _mount(mnt)
+    services.mount_tmpfs(mnt)
     try:
         yield mnt
     finally:
@@ -107,17 +99,6 @@ def _spec(tmp_path: Path, seeds=(0, 1), **extra):
     return load_sweep(path)
 
 
-def _runs(uri: str, parent: str) -> dict[str, Any]:
-    client = MlflowClient(uri)
-    exp = client.get_run(parent).info.experiment_id
-    out = {}
-    for run in client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'", run_view_type=3):
-        tid = run.data.tags["trial_id"]
-        assert tid not in out, f"two runs for trial {tid}"
-        out[tid] = run
-    return out
-
-
 # ------------------------------------------------------------------------------ the corrupted-set cache
 def caching_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = None,
                   log: Callable | None = None) -> dict[str, float]:
@@ -142,7 +123,7 @@ def test_full_corruption_cache_fails_the_trial_naming_the_path_and_resume_comple
     spec = _spec(tmp_path)
     outcome = run_sweep(spec, storage=tmp_path / "runs", trial_fn=caching_trial, verbose=0, out=lambda _m: None)
     uri = outcome.tracking_uri
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     failed = {t: r for t, r in runs.items() if r.data.tags.get("v1sweep.status") == "failed"}
     assert failed and outcome.counts["failed"] == len(failed), {t: r.data.tags for t, r in runs.items()}
     for run in failed.values():
@@ -154,7 +135,7 @@ def test_full_corruption_cache_fails_the_trial_naming_the_path_and_resume_comple
     again = resume_sweep(outcome.sweep_dir, trial_fn=caching_trial, verbose=0, out=lambda _m: None)
     assert again.counts == {"finished": 2, "failed": 0, "stopped": 0, "interrupted": 0}, again.counts
     client = MlflowClient(uri)
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     assert len(runs) == 2
     for tid, run in runs.items():
         assert run.info.status == "FINISHED" and "v1sweep.error" not in run.data.tags
@@ -207,7 +188,7 @@ def test_full_artifact_store_fails_the_run_keeps_the_result_and_resume_logs_them
     outcome = run_sweep(spec, storage=tmp_path / "runs", tracking_uri=uri, trial_fn=services.fake_trial,
                         verbose=0, out=lambda _m: None)
     assert outcome.counts["failed"] == 2 and not outcome.counts["finished"], outcome.counts
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     assert len(runs) == 2
     for tid, run in runs.items():
         assert run.info.status == "FAILED", (tid, run.info.status)
@@ -220,7 +201,7 @@ def test_full_artifact_store_fails_the_run_keeps_the_result_and_resume_logs_them
     again = resume_sweep(outcome.sweep_dir, trial_fn=services.fake_trial, verbose=0, rebuild=rebuild,
                          out=lambda _m: None)
     assert again.counts == {"finished": 2, "failed": 0, "stopped": 0, "interrupted": 0}, again.counts
-    after = _runs(uri, outcome.parent_run_id)
+    after = services.trial_runs(uri, outcome.parent_run_id)
     assert {t: r.info.run_id for t, r in after.items()} == {t: r.info.run_id for t, r in runs.items()}
     for tid, run in after.items():
         assert run.info.status == "FINISHED" and run.data.tags["v1sweep.status"] == "finished"
@@ -241,7 +222,7 @@ def test_full_artifact_disk_of_a_server_fails_the_run_and_resume_logs_them(ray_l
     saying why: once the writer gives the artifact write up (retry_s), the run ends FAILED naming
     the failed write (not FINISHED without artifacts); resume with space back logs them."""
     root = tmp_path / "server"
-    _mount(root / "artifacts")
+    services.mount_tmpfs(root / "artifacts")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own 500 retries take ~4 min
     server = services.MlflowServer(root).start()
     try:
@@ -249,7 +230,7 @@ def test_full_artifact_disk_of_a_server_fails_the_run_and_resume_logs_them(ray_l
         outcome = run_sweep(_spec(tmp_path), storage=tmp_path / "runs", tracking_uri=server.uri,
                             trial_fn=services.fake_trial, retry_s=2.0, verbose=0, out=lambda _m: None)
         assert outcome.counts["failed"] == 2, outcome.counts
-        runs = _runs(server.uri, outcome.parent_run_id)
+        runs = services.trial_runs(server.uri, outcome.parent_run_id)
         for run in runs.values():
             assert run.info.status == "FAILED" and "clean_acc" in run.data.metrics
             assert run.data.tags["v1sweep.error"].startswith("artifacts not written: "), run.data.tags
@@ -258,7 +239,7 @@ def test_full_artifact_disk_of_a_server_fails_the_run_and_resume_logs_them(ray_l
         again = resume_sweep(outcome.sweep_dir, trial_fn=services.fake_trial, verbose=0, out=lambda _m: None)
         assert again.counts["finished"] == 2, again.counts
         client = MlflowClient(server.uri)
-        for run in _runs(server.uri, outcome.parent_run_id).values():
+        for run in services.trial_runs(server.uri, outcome.parent_run_id).values():
             assert run.info.status == "FINISHED" and "v1sweep.error" not in run.data.tags
             assert {"config.yaml", "summary.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     finally:

@@ -42,17 +42,6 @@ def ray_local():
     ray.shutdown()
 
 
-def _runs(uri: str, parent: str) -> dict[str, object]:
-    client = MlflowClient(uri)
-    exp = client.get_run(parent).info.experiment_id
-    out = {}
-    for run in client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'", run_view_type=3):
-        tid = run.data.tags["trial_id"]
-        assert tid not in out, f"two runs for trial {tid}"
-        out[tid] = run
-    return out
-
-
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -60,7 +49,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def _mlflow_snapshot(uri: str, parent: str) -> dict[str, tuple]:
     return {tid: (r.info.run_id, r.info.status, r.info.lifecycle_stage, r.data.tags.get("v1sweep.status"))
-            for tid, r in _runs(uri, parent).items()}
+            for tid, r in services.trial_runs(uri, parent).items()}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def finished_sweep(tmp_path_factory, ray_local):
     outcome = run_sweep(load_sweep(path), storage=root / "runs", tracking_uri=uri, trial_fn=services.fake_trial,
                         verbose=0, out=lambda _m: None)
     assert outcome.counts["finished"] == 3
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     client = MlflowClient(uri)
     for tid, run in runs.items():
         if run.data.params["train.seed"] == str(UNFINISHED_SEED):
@@ -166,7 +155,7 @@ def _resume(sweep_dir: Path, uri: str, cwd: Path, *extra: str) -> subprocess.Com
 
 def _check_kept_and_continued(sweep_dir: Path, uri: str, before: dict, finals: dict) -> None:
     parent = json.loads((sweep_dir / SWEEP_JSON).read_text())["parent_run_id"]
-    runs = _runs(uri, parent)
+    runs = services.trial_runs(uri, parent)
     client = MlflowClient(uri)
     for tid, (run_id, status, stage, _tag) in before.items():
         if status == "FINISHED":  # never deleted, superseded or rerun
@@ -237,7 +226,7 @@ def test_retry_failed_reruns_from_checkpoint_and_keeps_the_failed_attempt(ray_lo
     assert plain.counts["failed"] == 2 and not plain.counts["finished"]
     again = resume_sweep(outcome.sweep_dir, trial_fn=fn, verbose=0, retry_failed=True, out=lambda _m: None)
     assert again.counts["finished"] == 2, again.counts
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     client = MlflowClient(uri)
     assert len(runs) == 2
     for tid, run in runs.items():
@@ -254,10 +243,7 @@ def test_retry_failed_reruns_from_checkpoint_and_keeps_the_failed_attempt(ray_lo
 def small_disk(tmp_path):
     """A 5 MiB tmpfs (root only; skipped where mounting is not allowed)."""
     mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); needs root")
+    services.mount_tmpfs(mnt)
     try:
         yield mnt
     finally:
@@ -271,7 +257,7 @@ def test_disk_full_fails_the_trial_naming_the_path_and_resume_continues(ray_loca
     fn = services.filling_trial
     outcome = run_sweep(spec, storage=small_disk, trial_fn=fn, verbose=0, out=lambda _m: None)
     uri = outcome.tracking_uri
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     failed = {t: r for t, r in runs.items() if r.data.tags.get("v1sweep.status") == "failed"}
     assert failed, {t: r.data.tags for t, r in runs.items()}
     for run in failed.values():
@@ -283,7 +269,7 @@ def test_disk_full_fails_the_trial_naming_the_path_and_resume_continues(ray_loca
         assert "--rebuild" in str(exc), exc
         again = resume_sweep(outcome.sweep_dir, trial_fn=fn, verbose=0, rebuild=True, out=lambda _m: None)
     assert again.counts["finished"] == 2, again.counts
-    runs = _runs(uri, outcome.parent_run_id)
+    runs = services.trial_runs(uri, outcome.parent_run_id)
     client = MlflowClient(uri)
     assert len(runs) == 2
     for tid, run in runs.items():
@@ -299,7 +285,7 @@ def test_epoch_metric_is_logged_once_per_epoch(finished_sweep):
     uri = f"sqlite:///{db}"
     parent = json.loads((sweep_dir / SWEEP_JSON).read_text())["parent_run_id"]
     client = MlflowClient(uri)
-    finished = [r for r in _runs(uri, parent).values() if r.data.params["train.seed"] != str(UNFINISHED_SEED)]
+    finished = [r for r in services.trial_runs(uri, parent).values() if r.data.params["train.seed"] != str(UNFINISHED_SEED)]
     assert len(finished) == 2
     for run in finished:
         history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "epoch")]
