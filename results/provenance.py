@@ -38,7 +38,7 @@ def utc(ms: int | None) -> str:
 
 def parents_table(sweep: str, uri: str | None) -> tuple[list[str], float]:
     """One Markdown row per parent run of `sweep` (start, end, status, trial counts), total hours."""
-    from v1sweep.query import parent_runs, resolve_sweep
+    from v1sweep.results.query import parent_runs, resolve_sweep
 
     rows, total = [], 0.0
     for run in parent_runs(resolve_sweep(sweep, tracking_uri=uri)):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from v1sweep.corruptions.catalog import CATEGORIES, CORRUPTIONS
-from v1sweep.trial_functions import register
+from v1sweep.trial.functions import register
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -70,7 +70,7 @@ def fake_trial(config: Any, out_dir: str | Path, *, on_epoch: Callable | None = 
     """Epochs with deterministic metrics; resumes from ``checkpoint.json`` in `out_dir`; writes
     config.yaml, rf_params.csv and summary.json like run_trial. `crash_after`: os._exit after that
     many epochs of this process (an OOM-like kill), once per out_dir."""
-    from v1sweep.config import to_yaml
+    from v1sweep.config.trial import to_yaml
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""White-box PGD + EOT (v1sweep.adversarial): tests that fail when the attack is weak or masked.
+"""White-box PGD + EOT (v1sweep.trial.adversarial): tests that fail when the attack is weak or masked.
 
 Toy models are built here (a 2-pixel MLP whose worst perturbation is found by brute force on a grid,
 small CNNs labelled by their own predictions so clean accuracy is 1), so every test runs in seconds.
@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from v1sweep import adversarial_spec as spec
-from v1sweep.adversarial import Attack, attack_mode, check_gradients, evaluate_attack, input_gradient, pgd
+from v1sweep.config import adversarial as spec
+from v1sweep.trial.adversarial import Attack, attack_mode, check_gradients, evaluate_attack, input_gradient, pgd
 from v1sweep.errors import ConfigError
 
 
@@ -211,8 +211,8 @@ def test_bf16_autocast_keeps_gradients():
 
 def test_gradients_reach_the_input_through_the_v1_block():
     """The real VOne model with stochastic noise: input gradients exist, and EOT averages them."""
-    from v1sweep import config
-    from v1sweep.models import build_model
+    from v1sweep.config import trial as config
+    from v1sweep.trial.models import build_model
     from v1sweep.rf import sample
 
     cfg = config.from_dict({"data": {"image_size": 32}, "model": {"backbone": "tiny", "bottleneck": 8},
@@ -262,7 +262,7 @@ def test_model_without_input_gradients_is_refused():
     ({"eps": 0.1, "restart": 2}, "eval.adversarial[0].restart", "did you mean 'restarts'"),
 ])
 def test_bad_attack_configs_name_the_key(attack, key, what):
-    from v1sweep import config
+    from v1sweep.config import trial as config
 
     with pytest.raises(ConfigError) as info:
         config.from_dict({"data": {"image_size": 32, "test_size": 500}, "eval": {"adversarial": [attack]}},
@@ -272,7 +272,7 @@ def test_bad_attack_configs_name_the_key(attack, key, what):
 
 
 def test_duplicate_metric_names_and_bad_keyword_are_refused(tmp_path):
-    from v1sweep import config
+    from v1sweep.config import trial as config
 
     with pytest.raises(ConfigError, match=r"eval.adversarial\[1\].*both log 'adv_acc/linf/0.00392'"):
         config.from_dict({"eval": {"adversarial": [{"eps": 1 / 255}, {"eps": 0.00392, "steps": 3}]}})
@@ -283,8 +283,8 @@ def test_duplicate_metric_names_and_bad_keyword_are_refused(tmp_path):
 
 
 def test_more_images_than_the_test_set_at_run_time():
-    from v1sweep.adversarial import run_attacks
-    from v1sweep.config import AttackConfig
+    from v1sweep.trial.adversarial import run_attacks
+    from v1sweep.config.trial import AttackConfig
 
     with pytest.raises(ConfigError, match=r"eval.adversarial\[0\].images.*allowed: \[1, 8\]"):
         run_attacks(cnn(), torch.zeros(8, 3, 12, 12, dtype=torch.uint8), torch.zeros(8, dtype=torch.int64),
@@ -294,7 +294,7 @@ def test_more_images_than_the_test_set_at_run_time():
 
 # ----------------------------------------------------------------------------- config, names, cost
 def test_default_keyword_gives_the_published_attacks_and_round_trips():
-    from v1sweep import config
+    from v1sweep.config import trial as config
 
     cfg = config.from_dict({"eval": {"adversarial": "default"}})
     got = [(a.norm, a.metric, a.steps, a.eot) for a in cfg.eval.adversarial]
@@ -311,7 +311,7 @@ def test_eps_format_rule():
 
 
 def test_cost_counts_passes_per_image():
-    from v1sweep import config
+    from v1sweep.config import trial as config
 
     cfg = config.from_dict({"frontend": {"noise": "gaussian"}, "eval": {"adversarial": [
         {"eps": 0.01, "steps": 10, "restarts": 2, "images": 100}, {"norm": "l2", "eps": 0.1, "steps": 4, "eot": 3,
@@ -323,7 +323,7 @@ def test_cost_counts_passes_per_image():
 
 
 def test_sweep_files_accept_adversarial_metrics():
-    from v1sweep.sweep_spec import _check_final_metric
+    from v1sweep.config.sweep_file import _check_final_metric
 
     _check_final_metric("adv_acc/linf/0.00098", "search.metric")
     with pytest.raises(ConfigError, match="adv_acc/<name>"):
@@ -333,8 +333,8 @@ def test_sweep_files_accept_adversarial_metrics():
 def test_trial_logs_attack_metrics_and_summary(tmp_path):
     """run_trial end to end on a tiny synthetic trial: an eps-0 attack reproduces the clean accuracy
     of its subset, a real one is no higher, and summary.json records the resolved attacks."""
-    from v1sweep import config
-    from v1sweep.trial import run_trial
+    from v1sweep.config import trial as config
+    from v1sweep.trial.run import run_trial
 
     cfg = config.from_dict({
         "data": {"image_size": 16, "train_size": 64, "test_size": 48},
@@ -369,9 +369,9 @@ def test_attack_modules_import_no_ray_mlflow_optuna_and_names_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, v1sweep.adversarial_spec\n"
+    code = ("import sys, v1sweep.config.adversarial\n"
             "light = 'torch' not in sys.modules\n"
-            "import v1sweep.adversarial, v1sweep.config\n"
+            "import v1sweep.trial.adversarial, v1sweep.config\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'optuna'))\n"
             "print(light, ','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -379,8 +379,8 @@ def test_attack_modules_import_no_ray_mlflow_optuna_and_names_no_torch():
 
 
 def test_per_epoch_attacks_are_off_by_default_and_leave_training_unchanged(tmp_path):
-    from v1sweep import config
-    from v1sweep.trial import run_trial
+    from v1sweep.config import trial as config
+    from v1sweep.trial.run import run_trial
 
     tree = {"data": {"image_size": 16, "train_size": 64, "test_size": 32},
             "frontend": {"n_simple": 4, "n_complex": 4, "ksize": 5, "visual_degrees": 0.5, "noise": "gaussian"},

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.analysis import robustness as rb
 from v1sweep.analysis.report import build_report
 

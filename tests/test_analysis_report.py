@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from v1sweep import config as cfg
-from v1sweep import query
+from v1sweep.config import trial as cfg
+from v1sweep.results import query as query
 from v1sweep.analysis import AnalysisError
 from v1sweep.analysis.report import build_report, markdown_table
 from v1sweep.cli import main as cli_main

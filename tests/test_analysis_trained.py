@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from v1sweep import config as cfg
-from v1sweep import query
+from v1sweep.config import trial as cfg
+from v1sweep.results import query as query
 from v1sweep.analysis import AnalysisError, get_analysis
 from v1sweep.analysis.trained import analyze_sweep_models, load_trial_model, select_models
 
@@ -27,8 +27,8 @@ def _config(strategy: str, seed: int, **flat) -> cfg.TrialConfig:
 
 
 def _build(config: cfg.TrialConfig):
-    from v1sweep.models import build_model
-    from v1sweep.trial import sample_rf
+    from v1sweep.trial.models import build_model
+    from v1sweep.trial.run import sample_rf
 
     rf = sample_rf(config)
     torch.manual_seed(config.train.seed)
@@ -44,7 +44,7 @@ def _build(config: cfg.TrialConfig):
 def _log_trial(client, exp, parent, sweep, tmp, config, model, rf, *, with_model=True):
     from mlflow.entities import Metric, Param
 
-    from v1sweep.trial import empty_rf
+    from v1sweep.trial.run import empty_rf
 
     tags = {"mlflow.parentRunId": parent, "v1sweep.role": "trial", "v1sweep.sweep": sweep,
             "trial_id": config.name, "v1sweep.status": "finished"}
@@ -85,7 +85,7 @@ def store(tmp_path_factory):
     def add(sweep, exp, pid, config, with_model=True):
         model, rf = _build(config) if config.frontend.enabled else (None, None)
         if model is None:
-            from v1sweep.models import build_model
+            from v1sweep.trial.models import build_model
 
             torch.manual_seed(0)
             model = build_model(config, None, 10).eval()
@@ -148,7 +148,7 @@ def test_load_trial_model_round_trips_weights_config_and_rf(store):
 
 
 def test_loaded_noisy_model_has_its_noise_frozen(store):
-    from v1sweep.evaluation import NOISE_SEED
+    from v1sweep.trial.evaluation import NOISE_SEED
 
     runs = _runs(store, "nomodel")
     run_id = runs.loc[runs["params.rf.strategy"] == "biological", "run_id"].item()

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError, DatasetError, TrialFailed, V1SweepError
 
 
@@ -224,7 +224,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("sweep-trial-function-from-the-working-directory", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: t\ntrial: {}\ntrial_function: evil:run\n" + GOOD_SPACE,
              "evil.py": "open('pwned', 'w').write('imported')\ndef run(*a, **k):\n    pass\n"},
-            ("sweep.yaml", "trial_function", "working directory", "decorated with @v1sweep.trial_functions.register")),
+            ("sweep.yaml", "trial_function", "working directory", "decorated with @v1sweep.trial.functions.register")),
     CliCase("sweep-trial-function-os-system", ("run", "sweep.yaml", "--dry-run"),
             {"sweep.yaml": "name: t\ntrial: {}\ntrial_function: os:system\n" + GOOD_SPACE},
             ("sweep.yaml", "trial_function", "standard library")),
@@ -614,7 +614,7 @@ def test_api_vone_block_even_ksize_and_unknown_noise(small_rf):
 def test_api_unknown_backbone_in_build_model():
     import dataclasses
 
-    from v1sweep.models import build_model, list_backbones
+    from v1sweep.trial.models import build_model, list_backbones
 
     config = cfg.from_dict({"frontend": {"enabled": False}})
     bad = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone="vgg11"))
@@ -646,7 +646,7 @@ def test_api_flat_params_with_yaml_1_1_exponent_are_numbers(tmp_path):
 def test_api_nan_loss_is_diverged_and_never_checkpointed(tmp_path):
     from torch import nn
 
-    from v1sweep.training import fit, load_checkpoint
+    from v1sweep.trial.training import fit, load_checkpoint
 
     class NaNInEpoch2(nn.Module):
         def __init__(self) -> None:
@@ -679,7 +679,7 @@ def _baseline_tree() -> dict:
 
 @pytest.fixture(scope="module")
 def finished_trial(tmp_path_factory):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     out = tmp_path_factory.mktemp("finished") / "out"
     config = cfg.from_dict(_baseline_tree())
@@ -699,7 +699,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_api_checkpoint_from_another_config_is_refused(finished_trial, tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config, out = finished_trial
     out = _copy(out, tmp_path / "out")
@@ -711,7 +711,7 @@ def test_api_checkpoint_from_another_config_is_refused(finished_trial, tmp_path)
 
 
 def test_api_refused_checkpoint_leaves_the_folder_untouched(finished_trial, tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config, out = finished_trial
     out = _copy(out, tmp_path / "out")
@@ -724,7 +724,7 @@ def test_api_refused_checkpoint_leaves_the_folder_untouched(finished_trial, tmp_
 
 
 def test_api_checkpoint_that_is_not_a_checkpoint(finished_trial, tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config, out = finished_trial
     out = _copy(out, tmp_path / "out")
@@ -746,8 +746,8 @@ def test_api_errors_are_typed_and_catchable_as_value_errors():
 # Issue 12, section 4: inputs the API accepts now, consistently
 # ---------------------------------------------------------------------------------------------
 def test_api_repeated_grid_values_are_warned_and_counted_once(tmp_path, capsys):
-    from v1sweep.sweep import print_dry_run
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.sweep.engine import print_dry_run
+    from v1sweep.config.sweep_file import load_sweep
 
     path = tmp_path / "dup.yaml"
     path.write_text("name: dup\ntrial: {}\nspace:\n  train.seed: {grid: [0, 0, 1]}\n  rf.strategy: {grid: [unif1, unif1]}\n")
@@ -783,7 +783,7 @@ def test_api_custom_rf_path_that_is_a_folder(tmp_path):
 
 def test_api_trial_function_registration(tmp_path, monkeypatch):
     """Only registered trial functions resolve: the built-in, decorated ones, never os:system."""
-    from v1sweep.trial_functions import check_reference, register, resolve
+    from v1sweep.trial.functions import check_reference, register, resolve
 
     assert resolve("run_trial").__name__ == "run_trial"
     with pytest.raises(ValueError, match="standard library"):
@@ -792,7 +792,7 @@ def test_api_trial_function_registration(tmp_path, monkeypatch):
         resolve("os:system")  # a worker's check: registration, whatever the module
     pkg = tmp_path / "site" / "mytrials"
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("from v1sweep.trial_functions import register\n"
+    (pkg / "__init__.py").write_text("from v1sweep.trial.functions import register\n"
                                      "@register\ndef good(config, out_dir, *, on_epoch=None, log=None):\n    return {}\n"
                                      "def plain(config, out_dir, *, on_epoch=None, log=None):\n    return {}\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))

@@ -67,8 +67,8 @@ def test_flattens_maps_and_rejects_bad_input():
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    from v1sweep import config as cfgmod
-    from v1sweep.models import build_model
+    from v1sweep.config import trial as cfgmod
+    from v1sweep.trial.models import build_model
     from v1sweep.rf import sample
 
     cfg = cfgmod.from_dict({"data": {"image_size": 32},
@@ -98,7 +98,7 @@ def test_layer_cka_table(tiny_models):
     assert list(named["probe"]) == ["clean", "gaussian_noise/2", "contrast/3", "all"]
     assert named["cka"].between(0, 1 + 1e-9).all() and named["n_images"].tolist() == [8, 8, 8, 24]
     # the table entry equals CKA of the activations collected by hand (pooled 4x4 like the default)
-    from v1sweep.models import layer_outputs
+    from v1sweep.trial.models import layer_outputs
 
     x = (images.float() / 255 - 0.5) / 0.5
     bio.eval(), unif.eval()

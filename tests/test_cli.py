@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from v1sweep import __version__, cli
+from v1sweep import __version__
+from v1sweep.cli import app as cli
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -49,7 +50,7 @@ def test_every_subcommand_has_help(name):
 def test_sweeps_lists_every_bundled_sweep_with_its_description(tmp_path):
     import yaml
 
-    from v1sweep.sweep_spec import SWEEPS_DIR
+    from v1sweep.config.sweep_file import SWEEPS_DIR
 
     result = subprocess.run([sys.executable, "-m", "v1sweep.cli", "sweeps"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)

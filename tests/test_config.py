@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from v1sweep import config
+from v1sweep.config import trial as config
 from v1sweep.errors import ConfigError
-from v1sweep.schema import deep_merge, flatten, unflatten
+from v1sweep.config.schema import deep_merge, flatten, unflatten
 
 
 def write(tmp_path, text: str, name: str = "trial.yaml"):
@@ -147,7 +147,7 @@ def test_cpu_reference_study_deviates_only_by_its_documented_schedule(name, tmp_
     train.schedule (cosine: its header says why), and pairs seeds: training seed = Gabor seed."""
     from pathlib import Path
 
-    from v1sweep import sweep_spec
+    from v1sweep.config import sweep_file as sweep_spec
 
     repo = Path(__file__).resolve().parents[1]
     spec = sweep_spec.load_sweep(repo / "sweeps" / f"{name}.yaml", data_path=str(tmp_path))
@@ -167,7 +167,7 @@ def test_bundled_study_sweeps_keep_the_published_defaults(name, tmp_path):
     """The study's sweeps (Tiny ImageNet and CIFAR-10) never override the faithful defaults away."""
     from pathlib import Path
 
-    from v1sweep import sweep_spec
+    from v1sweep.config import sweep_file as sweep_spec
 
     repo = Path(__file__).resolve().parents[1]
     spec = sweep_spec.load_sweep(repo / "sweeps" / f"{name}.yaml", data_path=str(tmp_path))

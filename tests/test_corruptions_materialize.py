@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from v1sweep.config import EvalConfig
+from v1sweep.config.trial import EvalConfig
 from v1sweep.corruptions import CifarCSource, GeneratedSource, TinyImageNetCSource, apply, source_for
 from v1sweep.corruptions.materialize import materialize
 from v1sweep.corruptions.readers import subset_indices
@@ -451,7 +451,7 @@ def test_bench_imports_the_package_through_its_shim_only():
     fake module behind, and its frost function finds the photographs (run on one image)."""
     import sys
 
-    from v1sweep.benchmarks.corruptions import import_imagecorruptions, package_runner
+    from v1sweep.bench.corruptions import import_imagecorruptions, package_runner
 
     module = import_imagecorruptions()
     assert module is not None and hasattr(module, "frost")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,7 +41,7 @@ def test_eval_frost_and_storage_are_validated_params():
 
 def test_trial_summary_records_the_frost_source_and_storage(tmp_path, monkeypatch, capsys):
     from v1sweep.corruptions import textures
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     result = run_trial(tiny_config(), tmp_path / "a", log=lambda m: None)
     assert result.summary["corruption_set"]["frost"] == "imagecorruptions-photos"

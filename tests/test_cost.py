@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from v1sweep import config, cost
+from v1sweep.config import trial as config
+from v1sweep.sweep import cost as cost
 
 HAND = {"name": "t", "data": {"dataset": "synthetic", "image_size": 32, "train_size": 300, "test_size": 100},
         "frontend": {"n_simple": 4, "n_complex": 4, "ksize": 7, "visual_degrees": 1.0},
@@ -51,7 +52,7 @@ def test_wall_time_spreads_trials_over_slots():
 
 
 def test_estimate_lines_match_a_hand_computation():
-    from v1sweep.sweep_spec import ResourcesSpec
+    from v1sweep.config.sweep_file import ResourcesSpec
 
     cfg = config.from_dict(HAND)
     rates = {"train_s_per_image": 0.01, "eval_s_per_image": 0.002, "device": "cpu", "threads": 1}
@@ -66,8 +67,8 @@ def test_estimate_lines_match_a_hand_computation():
 
 
 def test_dry_run_without_calibration_prints_the_formula_inputs():
-    from v1sweep.sweep import print_dry_run
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.sweep.engine import print_dry_run
+    from v1sweep.config.sweep_file import load_sweep
 
     out: list[str] = []
     print_dry_run(load_sweep("smoke"), out.append)
@@ -78,7 +79,7 @@ def test_dry_run_without_calibration_prints_the_formula_inputs():
 
 
 def test_calibration_times_the_smoke_trial(one_torch_thread):
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     spec = load_sweep("smoke")
     rates = cost.calibrate(spec.trial, steps=1, warmup=1, threads=1)
@@ -99,7 +100,7 @@ def test_cli_calibrate_estimates_and_refuses_without_dry_run(tmp_path):
 
 
 def test_gpu_hours_from_a_cpu_calibration_say_so():
-    from v1sweep.sweep_spec import ResourcesSpec
+    from v1sweep.config.sweep_file import ResourcesSpec
 
     rates = {"train_s_per_image": 0.01, "eval_s_per_image": 0.002, "device": "cpu", "threads": 1}
     text = "\n".join(cost.describe([config.from_dict(HAND)], ResourcesSpec(cpu=1, gpu=1), rates=rates, slots=1))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from v1sweep import config as cfgmod
-from v1sweep.config import DataConfig
+from v1sweep.config import trial as cfgmod
+from v1sweep.config.trial import DataConfig
 from v1sweep.data import cache as dcache
 from v1sweep.data import datasets as dsets
 from v1sweep.data import list_datasets, load_dataset, synthetic

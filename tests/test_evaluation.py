@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CATEGORIES, CORRUPTIONS
-from v1sweep.evaluation import (evaluate_clean, evaluate_corruptions, normalize, read_table,
+from v1sweep.trial.evaluation import (evaluate_clean, evaluate_corruptions, normalize, read_table,
                                 relative_robustness, summarize, write_table)
 
 C = 10

@@ -21,7 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import services
-from v1sweep.sweep import resume_sweep, run_sweep
+from v1sweep.sweep.engine import resume_sweep, run_sweep
 
 TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0},
          "train": {"epochs": 3}, "eval": {"corruptions": ["gaussian_noise"]}}
@@ -91,7 +91,7 @@ def _fill(folder: Path) -> Path:
 
 
 def _spec(tmp_path: Path, seeds=(0, 1), **extra):
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "disk", "trial": TRIAL,

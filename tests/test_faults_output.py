@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import OutputError
-from v1sweep.trial import run_trial
+from v1sweep.trial.run import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

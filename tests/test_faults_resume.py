@@ -23,7 +23,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import services
-from v1sweep.sweep import FINAL_FILE, SWEEP_JSON, resume_sweep, run_sweep
+from v1sweep.sweep.engine import FINAL_FILE, SWEEP_JSON, resume_sweep, run_sweep
 
 TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0},
          "train": {"epochs": 3}, "eval": {"corruptions": ["gaussian_noise"]}}
@@ -59,7 +59,7 @@ def finished_sweep(tmp_path_factory, ray_local):
     path = root / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "dmg", "trial": TRIAL,
                                     "space": {"train.seed": {"grid": [0, 1, UNFINISHED_SEED]}}}))
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     outcome = run_sweep(load_sweep(path), storage=root / "runs", tracking_uri=uri, trial_fn=services.fake_trial,
@@ -206,7 +206,7 @@ def test_resume_into_another_store_creates_nothing(finished_sweep, tmp_path):
 
 # ------------------------------------------------------------------------------ failed trials
 def _crash_sweep(tmp_path: Path, seeds=(0, 1), **extra):
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "fail", "trial": TRIAL,

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from v1sweep.store import check_readable, half_migrated_tables, prepare_store
+from v1sweep.results.store import check_readable, half_migrated_tables, prepare_store
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from v1sweep.tracking import SweepTracker, check_store
+    from v1sweep.results.tracking import SweepTracker, check_store
     uri, start, name = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     while time.time() < start:
         time.sleep(0.001)
@@ -94,7 +94,7 @@ def test_half_migrated_store_is_named_by_readers_and_repaired_by_writers(tmp_pat
 
 def test_status_on_a_store_being_created_waits_for_it(tmp_path):
     """A writer holds the store lock; `status` neither tracebacks nor creates anything meanwhile."""
-    from v1sweep.store import store_lock
+    from v1sweep.results.store import store_lock
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"

@@ -1,4 +1,4 @@
-"""`python -m v1sweep.benchmarks.geometry`: the truncation error of the V1 kernels (effective SF at
+"""`python -m v1sweep.bench.geometry`: the truncation error of the V1 kernels (effective SF at
 the config's ksize vs the same filter at a large support), which backs the CPU study's geometry."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from v1sweep import config
-from v1sweep.benchmarks import geometry
+from v1sweep.config import trial as config
+from v1sweep.bench import geometry
 
 CFG = config.from_dict({"name": "g", "data": {"dataset": "synthetic", "image_size": 32},
                         "frontend": {"n_simple": 24, "n_complex": 24, "ksize": 31, "visual_degrees": 1.0,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from v1sweep.config import DataConfig
+from v1sweep.config.trial import DataConfig
 from v1sweep.data import Augment, BatchLoader, normalize
 
 

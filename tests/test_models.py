@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError
-from v1sweep.models import build_model, layer_outputs, list_backbones
+from v1sweep.trial.models import build_model, layer_outputs, list_backbones
 from v1sweep.rf.params import RFParams
 
 
@@ -157,7 +157,7 @@ def test_build_model_bad_input():
 
 
 # ----------------------------------------------------------------------------- the published networks
-# Written here from torchvision's ResNet18 pieces, not from v1sweep.models: the VOneResNet18 of the
+# Written here from torchvision's ResNet18 pieces, not from v1sweep.trial.models: the VOneResNet18 of the
 # study is V1 block -> bare 1x1 conv (512 -> 64, no bias) -> layer1..layer4 -> avgpool -> fc; its
 # plain baseline is torchvision's ResNet18 with the 7x7 stem conv at stride 1 (64 px images).
 def study_config(**flat) -> cfg.TrialConfig:
@@ -276,7 +276,7 @@ def test_published_stem_above_64_px_is_torchvision_stride_2():
 
 def test_weights_saved_before_the_new_options_rebuild_their_network():
     """Trials saved with BN + ReLU after the bottleneck (or the 3x3 stem) load into that network."""
-    from v1sweep.models import config_for_weights
+    from v1sweep.trial.models import config_for_weights
 
     torch.manual_seed(0)
     v1 = small_config("tiny", 32)

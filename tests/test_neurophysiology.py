@@ -208,8 +208,8 @@ def test_fast_patch_path_equals_the_full_forward(ksize, position):
 
 # ----------------------------------------------------------------------------- hooks on a full model
 def test_layers_of_a_full_model_through_hooks():
-    from v1sweep import config as cfgmod
-    from v1sweep.models import build_model
+    from v1sweep.config import trial as cfgmod
+    from v1sweep.trial.models import build_model
     from v1sweep.rf import sample
 
     cfg = cfgmod.from_dict({"data": {"image_size": 32},

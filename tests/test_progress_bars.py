@@ -9,7 +9,8 @@ import time
 import torch
 from torch import nn
 
-from v1sweep import evaluation, training
+from v1sweep.trial import evaluation as evaluation
+from v1sweep.trial import training as training
 
 
 class FakeTTY(io.StringIO):

@@ -1,4 +1,4 @@
-"""v1sweep.query, v1sweep.store and the `best` / `status` / `ui` commands against a real MLflow store.
+"""v1sweep.results.query, v1sweep.results.store and the `best` / `status` / `ui` commands against a real MLflow store.
 
 The store is a sqlite file written with MLflow's own client in the documented layout
 (docs/architecture.md, "MLflow layout"): parent run per sweep, child run per trial.
@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from v1sweep import config as cfg
-from v1sweep import query
+from v1sweep.config import trial as cfg
+from v1sweep.results import query as query
 from v1sweep.cli import main as cli_main
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS
-from v1sweep.store import default_uri, mask_uri, resolve_tracking_uri
+from v1sweep.results.store import default_uri, mask_uri, resolve_tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def _config(overrides: dict) -> cfg.TrialConfig:
 
 def write_trial(client, exp_id: str, parent_id: str, sweep: str, trial_id: str, config: cfg.TrialConfig,
                 status: str, metrics: dict, artifact_dir: Path | None, start: int) -> str:
-    """One trial child run as v1sweep.tracking writes it (params logged as MLflow does: str(value))."""
+    """One trial child run as v1sweep.results.tracking writes it (params logged as MLflow does: str(value))."""
     from mlflow.entities import Metric, Param
 
     tags = {"mlflow.parentRunId": parent_id, "v1sweep.role": "trial", "v1sweep.sweep": sweep, "trial_id": trial_id}
@@ -197,7 +197,7 @@ def test_runs_state_flags_and_all_parents(store):
 def test_direct_sqlite_reader_matches_mlflows_client(store, monkeypatch, flags):
     """`status` / `best` read a local sqlite store without importing MLflow; the tables must be the
     ones MLflow's own client returns (V1SWEEP_MLFLOW_CLIENT_ONLY switches the direct reader off)."""
-    from v1sweep.local_store import open_store
+    from v1sweep.results.local_store import open_store
 
     assert open_store(store["uri"]) is not None  # the fast path is really taken
     fast = query.runs("qsweep", tracking_uri=store["uri"], **flags)

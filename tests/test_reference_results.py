@@ -40,7 +40,7 @@ def variant_rows(trials, variant: str):
 
 def slice_config(variant: str, data_path: Path):
     """Seed 0 of `variant` exactly as the sweep builds it (training and Gabor seed tied)."""
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     if variant == "baseline":
         spec = load_sweep(BASELINE, data_path=str(data_path))
@@ -60,7 +60,7 @@ def test_seed0_slice_reproduces_committed_numbers(variant, request, tmp_path):
     committed = rows[rows[seed_col] == 0]
     assert len(committed) == 1, f"{variant}: expected one committed seed-0 trial, found {len(committed)}"
 
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     result = run_trial(slice_config(variant, data_path), tmp_path / variant, log=None)
     for metric in METRICS:

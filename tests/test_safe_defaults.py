@@ -25,7 +25,7 @@ import torch
 import yaml
 
 import v1sweep
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError, DatasetError, V1SweepError
 
 PACKAGE = Path(v1sweep.__file__).resolve().parent
@@ -64,14 +64,14 @@ def test_controls_show_the_payloads_are_live(tmp_path):
 # checkpoints
 # ---------------------------------------------------------------------------------------------
 def _evil_checkpoint(path: Path, marker: Path) -> Path:
-    from v1sweep.training import CHECKPOINT_FORMAT
+    from v1sweep.trial.training import CHECKPOINT_FORMAT
 
     torch.save({"format": CHECKPOINT_FORMAT, "fingerprint": "0" * 16, "epoch": 1, "evil": Payload(marker)}, path)
     return path
 
 
 def test_load_checkpoint_refuses_pickled_code(tmp_path):
-    from v1sweep.training import load_checkpoint
+    from v1sweep.trial.training import load_checkpoint
 
     path = _evil_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "ran")
     with pytest.raises(ConfigError, match="cannot read checkpoint") as info:
@@ -82,7 +82,7 @@ def test_load_checkpoint_refuses_pickled_code(tmp_path):
 
 def test_trial_resume_refuses_a_planted_checkpoint(tmp_path):
     """A checkpoint dropped into a trial's out dir is never unpickled with code."""
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     out = tmp_path / "out"
     out.mkdir()
@@ -126,7 +126,7 @@ def test_cli_train_with_a_python_tag_exits_2_and_runs_nothing(tmp_path, capsys):
 
 def test_sweep_file_with_a_python_tag_is_rejected_by_the_query_side(tmp_path):
     """`v1sweep best/status SWEEP.yaml` read the sweep file: safely."""
-    from v1sweep import query
+    from v1sweep.results import query as query
 
     path = tmp_path / "sweep.yaml"
     path.write_text(f"name: {yaml_payload(tmp_path / 'ran')}\n")
@@ -201,7 +201,7 @@ def test_config_values_that_look_like_code_stay_strings(tmp_path):
 
 def test_logged_params_are_parsed_back_without_evaluation(tmp_path):
     """`config_of(run_id)` turns MLflow param strings back into values: literals only."""
-    from v1sweep.query import parse_value
+    from v1sweep.results.query import parse_value
 
     for text in (CODE, f"[{CODE}]", "(lambda: 1)()", "{'a': __import__('os')}"):
         assert parse_value(text) == text
@@ -237,7 +237,7 @@ def test_cli_scrub_masks_credentials_in_any_text(text):
 
 
 def test_mask_uri_keeps_everything_but_the_secrets():
-    from v1sweep.store import mask_uri
+    from v1sweep.results.store import mask_uri
 
     masked = mask_uri(SECRET_URI.format(port=5000))
     assert masked == "http://***@127.0.0.1:5000/mlflow?token=***&x=1"
@@ -308,7 +308,7 @@ def test_mlflow_usage_telemetry_is_off_for_users(tmp_path):
 # ---------------------------------------------------------------------------------------------
 def test_ui_binds_loopback_by_default():
     from v1sweep.cli import build_parser
-    from v1sweep.commands.ui import server_command
+    from v1sweep.cli.ui import server_command
 
     args = build_parser().parse_args(["ui"])
     assert args.host == "127.0.0.1"
@@ -556,7 +556,7 @@ def test_ast_scanners_catch_known_violations():
 def test_sweep_file_with_credentials_in_tracking_uri_is_refused(tmp_path):
     """A sweep file is logged as an MLflow artifact and copied to the sweep folder: a password in
     its tracking URI would leak there, so it is refused and the message never shows the secret."""
-    from v1sweep.sweep_spec import load_sweep
+    from v1sweep.config.sweep_file import load_sweep
 
     path = tmp_path / "s.yaml"
     path.write_text("name: t\nspace:\n  train.seed: {grid: [0]}\n"

@@ -47,8 +47,8 @@ def test_groups_partition_units_and_follow_their_definitions():
 
 @pytest.fixture(scope="module")
 def variants():
-    from v1sweep import config as cfgmod
-    from v1sweep.models import build_model
+    from v1sweep.config import trial as cfgmod
+    from v1sweep.trial.models import build_model
     from v1sweep.rf import sample
 
     cfg = cfgmod.from_dict({"data": {"image_size": SIZE},

@@ -19,9 +19,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import services
-from v1sweep import sweep_spec
+from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CATEGORIES
-from v1sweep.sweep import FINAL_FILE, SWEEP_JSON, run_sweep
+from v1sweep.sweep.engine import FINAL_FILE, SWEEP_JSON, run_sweep
 
 REPO = services.REPO
 TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0},
@@ -70,8 +70,8 @@ def steps(uri: str, run, key: str) -> list[int]:
 
 def config_of(spec: sweep_spec.SweepSpec, run):
     """The trial config a run describes, rebuilt from its params (and checked against the spec)."""
-    from v1sweep.config import from_flat
-    from v1sweep.query import parse_value
+    from v1sweep.config.trial import from_flat
+    from v1sweep.results.query import parse_value
 
     cfg = from_flat({k: parse_value(v) for k, v in run.data.params.items()})
     assert cfg.data == spec.trial.data
@@ -151,7 +151,7 @@ def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
 
     import optuna
 
-    from v1sweep.sweep_callback import lazy_class
+    from v1sweep.sweep.callback import lazy_class
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -260,7 +260,7 @@ def test_asha_stops_weak_trials_and_tags_them(ray_local, tmp_path):
         else:
             assert run.info.status == "FINISHED" and run.data.tags["v1sweep.status"] == "finished"
             assert steps(outcome.tracking_uri, run, "val_acc") == [1, 2, 3, 4]
-    from v1sweep import query
+    from v1sweep.results import query as query
 
     best = query.runs(outcome.sweep_dir)
     assert sorted(best["params.rf.strategy"]) == ["biological", "biological"]  # stopped ones excluded
@@ -384,7 +384,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert run.data.tags["v1sweep.storage_used"] == "uint8-truncate"  # CIFAR-10-C's np.uint8(x)
         cfg = config_of(spec, run)
         points.add((cfg.rf.strategy, cfg.train.seed, cfg.rf.seed))
-        from v1sweep.config import to_flat
+        from v1sweep.config.trial import to_flat
 
         assert run.data.params == {k: str(v) for k, v in to_flat(cfg).items()}
         assert contract <= set(run.data.metrics)

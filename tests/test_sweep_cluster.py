@@ -17,7 +17,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import services
-from v1sweep.sweep import FINAL_FILE, SWEEP_JSON
+from v1sweep.sweep.engine import FINAL_FILE, SWEEP_JSON
 
 pytestmark = pytest.mark.cluster
 TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0},

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from v1sweep.sweep_progress import ProgressView, Snapshot, format_duration, plain_line, snapshot
-from v1sweep.sweep_trainable import KIND
+from v1sweep.sweep.progress import ProgressView, Snapshot, format_duration, plain_line, snapshot
+from v1sweep.sweep.trainable import KIND
 
 
 def trial(tid: str, status: str, **last) -> SimpleNamespace:

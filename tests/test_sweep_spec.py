@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError
-from v1sweep.sweep_spec import REPO_ROOT, expand, from_dict, load_sweep
+from v1sweep.config.sweep_file import REPO_ROOT, expand, from_dict, load_sweep
 
 SWEEPS = REPO_ROOT / "sweeps"
 FRAGMENTS = REPO_ROOT / "search_spaces"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from v1sweep.tracking import (STATUS, TRIAL_ID, RunWriter, SweepTracker, TrackingError, _Op, check_store,
+from v1sweep.results.tracking import (STATUS, TRIAL_ID, RunWriter, SweepTracker, TrackingError, _Op, check_store,
                               metric_items, param_value)
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from v1sweep.config import TrainConfig, from_dict
+from v1sweep.config.trial import TrainConfig, from_dict
 from v1sweep.errors import ConfigError, TrialFailed
-from v1sweep.training import config_fingerprint, fit, load_checkpoint, make_optimizer, make_scheduler
+from v1sweep.trial.training import config_fingerprint, fit, load_checkpoint, make_optimizer, make_scheduler
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

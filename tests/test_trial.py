@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from v1sweep import config as cfg
+from v1sweep.config import trial as cfg
 from v1sweep.cli import main as cli_main
 from v1sweep.corruptions.catalog import CATEGORIES, CORRUPTIONS
 from v1sweep.errors import ConfigError
@@ -43,7 +43,7 @@ def quiet(_msg: str) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One tiny trial shared by the tests that only read its outputs."""
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     out = tmp_path_factory.mktemp("trial")
     config = tiny_config()
@@ -94,8 +94,8 @@ def test_rf_params_csv_is_the_sampled_bank(finished):
 def test_eval_table_and_clean_accuracy_match_a_direct_evaluation(finished):
     """Rebuild the trained model from the checkpoint and score it with a plain loop written here."""
     from v1sweep.data import load_dataset
-    from v1sweep.models import build_model
-    from v1sweep.evaluation import read_table
+    from v1sweep.trial.models import build_model
+    from v1sweep.trial.evaluation import read_table
 
     config, out, result, _ = finished
     data = load_dataset(config.data)
@@ -114,7 +114,7 @@ def test_eval_table_and_clean_accuracy_match_a_direct_evaluation(finished):
 
 
 def test_finished_trial_is_returned_without_retraining(finished):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config, out, result, _ = finished
     before = (out / "summary.json").read_text()
@@ -129,7 +129,7 @@ def test_finished_trial_is_returned_without_retraining(finished):
 def test_changed_evaluation_reuses_the_trained_checkpoint(finished, tmp_path):
     import shutil
 
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config, out, result, _ = finished
     copy = tmp_path / "copy"
@@ -151,7 +151,7 @@ class Interrupt(Exception):
 
 
 def test_interrupted_trial_resumes_on_the_same_curve(tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config = tiny_config(**{"train.epochs": 3, "train.max_batches": 2, "eval.corruptions": []})
     straight = run_trial(config, tmp_path / "a", log=quiet)
@@ -173,7 +173,7 @@ def test_interrupted_trial_resumes_on_the_same_curve(tmp_path):
 
 def test_bad_eval_path_fails_before_training_and_writes_nothing(tmp_path):
     from v1sweep.errors import V1SweepError
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config = tiny_config(**{"eval.source": "published", "eval.path": str(tmp_path / "no" / "CIFAR-10-C")})
     calls = []
@@ -183,7 +183,7 @@ def test_bad_eval_path_fails_before_training_and_writes_nothing(tmp_path):
 
 
 def test_plain_baseline_has_no_rf_metrics(tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config = tiny_config(**{"frontend.enabled": False, "train.epochs": 1, "eval.corruptions": ["fog"],
                             "eval.severities": [1]})
@@ -196,7 +196,7 @@ def test_plain_baseline_has_no_rf_metrics(tmp_path):
 
 def test_synthetic_training_beats_chance(tmp_path):
     """A short run on the embedded data learns: chance on its 10 classes is 0.1."""
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config = tiny_config(**{"data.train_size": 1500, "data.test_size": 300, "data.augment": False,
                             "train.epochs": 4, "train.batch_size": 32, "train.max_batches": None,
@@ -206,10 +206,10 @@ def test_synthetic_training_beats_chance(tmp_path):
 
 
 def test_trial_path_imports_no_ray_mlflow_optuna():
-    code = ("import sys, v1sweep.trial, v1sweep.training, v1sweep.evaluation, v1sweep.commands.train\n"
-            "import v1sweep.data, v1sweep.models, v1sweep.rf, v1sweep.corruptions\n"
+    code = ("import sys, v1sweep.trial, v1sweep.trial.training, v1sweep.trial.evaluation, v1sweep.cli.train\n"
+            "import v1sweep.data, v1sweep.trial.models, v1sweep.rf, v1sweep.corruptions\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'optuna')"
-            " or m in ('v1sweep.sweep', 'v1sweep.tracking'))\n"
+            " or m.startswith(('v1sweep.sweep', 'v1sweep.results')))\n"
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == ""
@@ -290,9 +290,9 @@ def test_bench_train_runs_both_paths(capsys):
 
 def test_naive_v1_formulation_matches_the_block():
     """The benchmark's baseline front-end computes the same responses, the published (4x) way."""
-    from v1sweep.benchmarks.train import naive_vone, study_config
-    from v1sweep.models import build_model
-    from v1sweep.trial import sample_rf
+    from v1sweep.bench.train import naive_vone, study_config
+    from v1sweep.trial.models import build_model
+    from v1sweep.trial.run import sample_rf
 
     config = cfg.replace(study_config(32), **{"frontend.n_simple": 12, "frontend.n_complex": 12})
     model = build_model(config, sample_rf(config), 10)
@@ -303,7 +303,7 @@ def test_naive_v1_formulation_matches_the_block():
 
 @pytest.mark.slow
 def test_cifar10_config_runs_on_the_shared_data(cifar10_root, tmp_path):
-    from v1sweep.trial import run_trial
+    from v1sweep.trial.run import run_trial
 
     config = cfg.load(REPO / "sweeps/trials/cifar10.yaml", [
         f"data.path={cifar10_root}", "data.train_size=256", "data.test_size=100", "train.epochs=1",

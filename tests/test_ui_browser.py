@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import services
-from v1sweep import sweep_spec
-from v1sweep.sweep import run_sweep
+from v1sweep.config import sweep_file as sweep_spec
+from v1sweep.sweep.engine import run_sweep
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((b for b in BROWSERS if shutil.which(b)), None)
@@ -91,8 +91,8 @@ def test_ui_link_lands_on_the_runs_table_with_every_trial_and_headline_metrics(s
         assert trial_id in text, trial_id
     for column in ("clean_acc", "corruption_acc", "rf_similarity", "rf.strategy", "train.seed"):
         assert column in text, column
-    from v1sweep.config import from_flat
-    from v1sweep.query import parse_value, runs
+    from v1sweep.config.trial import from_flat
+    from v1sweep.results.query import parse_value, runs
 
     for row in runs("uitest", tracking_uri=outcome.tracking_uri).to_dict(orient="records"):
         cfg = from_flat({k[len("params."):]: parse_value(v) for k, v in row.items()

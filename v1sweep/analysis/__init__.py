@@ -1,6 +1,6 @@
 """Analyses of sweeps and models: robustness vs similarity to V1, neurophysiology, sub-populations, CKA.
 
-Analyses read MLflow (through `v1sweep.query`) or trained models; they never import the sweep
+Analyses read MLflow (through `v1sweep.results.query`) or trained models; they never import the sweep
 engine. This package's import is deliberately light — no torch, mlflow or matplotlib — so that
 `v1sweep analyze --help` stays instant and modules with heavy imports load only when used.
 

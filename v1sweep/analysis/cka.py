@@ -106,10 +106,10 @@ def _default_corruption(name: str, severity: int, seed: int) -> Callable[[torch.
 @torch.no_grad()
 def collect_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str], *,
                         batch_size: int = 64, pool: int | None = 4) -> dict[str, torch.Tensor]:
-    """Activations of `layers` (names understood by `v1sweep.models.layer_outputs`) for [0, 1]
+    """Activations of `layers` (names understood by `v1sweep.trial.models.layer_outputs`) for [0, 1]
     images, normalised as the data loader does. Spatial maps are average-pooled to pool x pool
     (None keeps every position) so that large layers fit in memory; returns float32 (n, features)."""
-    from v1sweep.models import layer_outputs
+    from v1sweep.trial.models import layer_outputs
 
     was_training = model.training
     model.eval()

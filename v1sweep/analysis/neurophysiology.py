@@ -18,7 +18,7 @@ circular-aperture gratings of `gratings.GratingProtocol`, read each unit at one 
 - modulation ratio F1/F0 = AC / DC at the preferred stimulus (simple > 1, complex < 1).
 
 Works on any module: the V1 block itself (`layer=None`, the module's output is read) or a named
-layer of a full model through `v1sweep.models.layer_outputs` hooks.
+layer of a full model through `v1sweep.trial.models.layer_outputs` hooks.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def _forward_fn(model: nn.Module, layer: str | None, position: tuple[int, int] |
         return _vone_at(target, position)
     if layer is None:
         return lambda x: _read_units(model(x), position)
-    from v1sweep.models import layer_outputs
+    from v1sweep.trial.models import layer_outputs
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return _read_units(layer_outputs(model, x, [layer])[layer], position)
@@ -136,7 +136,7 @@ def measure_responses(model: nn.Module, protocol: GratingProtocol, *, layer: str
     """Responses (units, radii, sfs, orientations, phases) and the blank (mid-grey) response (units,).
 
     `layer=None` reads `model`'s own output, a name reads that layer through
-    `v1sweep.models.layer_outputs`. `position` is the (row, col) of the output map read (default
+    `v1sweep.trial.models.layer_outputs`. `position` is the (row, col) of the output map read (default
     its centre; the gratings should be centred on that unit's RF: `GratingProtocol.center`).
     `normalize(gray, channels)` turns [0, 1] grey images into the model's input; the default is the
     data loader's (x - 0.5) / 0.5 on 3 identical channels. `fast` computes a noiseless V1 block's

@@ -1,6 +1,6 @@
 """The sweep report: robustness vs similarity to V1 as figures, tables, Markdown and HTML, in MLflow.
 
-`build_report(sweep)` reads the sweep's finished trials from MLflow (`v1sweep.query`), runs the
+`build_report(sweep)` reads the sweep's finished trials from MLflow (`v1sweep.results.query`), runs the
 statistics of `v1sweep.analysis.robustness`, and writes into one folder:
 
 - ``trials.csv`` (one row per trial) and one CSV per statistics table;
@@ -64,7 +64,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
     """Analyse a sweep's finished trials and write + log the report.
 
     Raises `AnalysisError` for a sweep with no finished trials, or one still running (unless
-    `partial`); `v1sweep.query.QueryError` for an unknown sweep or store. With `models`, the trained
+    `partial`); `v1sweep.results.query.QueryError` for an unknown sweep or store. With `models`, the trained
     networks logged by the trials (``model.pt``) are analysed too: in-silico electrophysiology of
     their V1 blocks, CKA against the biological model of the same seeds with its baselines, and
     sub-populations. `n_boot` draws make the permutation null of CKA and the same-size data
@@ -72,7 +72,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
     multiple-test correction over the association tests. `progress`: one line (or a tqdm bar on a
     terminal) per stage on stderr.
     """
-    from v1sweep import query
+    from v1sweep.results import query as query
 
     ref = query.resolve_sweep(sweep, tracking_uri=tracking_uri)
     parent = query.parent_runs(ref)[0]
@@ -237,7 +237,7 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
            models: bool = True, progress: Progress | None = None,
            axes: dict[str, rb.RobustnessResult] | None = None) -> Report:
     from v1sweep.analysis import report_figures as figs
-    from v1sweep.store import mask_uri
+    from v1sweep.results.store import mask_uri
 
     prog = progress or Progress(1, enabled=False)
     files: dict[str, Path] = {}

@@ -1,6 +1,6 @@
 """Robustness versus similarity to V1 over a sweep: the statistics (numpy, scipy, pandas only).
 
-Input is a trial table from `v1sweep.query.runs` (``params.*`` and ``metrics.*`` columns, one row
+Input is a trial table from `v1sweep.results.query.runs` (``params.*`` and ``metrics.*`` columns, one row
 per finished trial). Everything here is a plain function of that table; the methods are defined
 in docs/statistics.md and implemented in `v1sweep.analysis.stats`:
 
@@ -34,7 +34,7 @@ from scipy import stats
 
 from v1sweep.analysis import AnalysisError
 from v1sweep.analysis import stats as st
-from v1sweep.adversarial_spec import ADV_PREFIX
+from v1sweep.config.adversarial import ADV_PREFIX
 from v1sweep.corruptions.catalog import CATEGORIES
 
 DEFAULT_METRIC = "corruption_acc"

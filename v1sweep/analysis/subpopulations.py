@@ -186,7 +186,7 @@ def downstream_accuracy(model: nn.Module, acts: torch.Tensor, labels: torch.Tens
 
 
 def _is_v1net(model: nn.Module) -> bool:
-    from v1sweep.models import V1Net
+    from v1sweep.trial.models import V1Net
 
     return isinstance(model, V1Net) and model.vone is not None
 

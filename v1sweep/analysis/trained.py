@@ -38,8 +38,8 @@ from v1sweep.errors import V1SweepError
 from v1sweep.rf.params import RFParams
 
 if TYPE_CHECKING:
-    from v1sweep.config import TrialConfig
-    from v1sweep.models import V1Net
+    from v1sweep.config.trial import TrialConfig
+    from v1sweep.trial.models import V1Net
 
 MODEL_ARTIFACT, CONFIG_ARTIFACT, RF_ARTIFACT = "model.pt", "config.yaml", "rf_params.csv"
 # One cheap corruption per category (noise, blur, weather, digital), at severity 3.
@@ -74,10 +74,10 @@ def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: st
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from v1sweep import config as cfg
-    from v1sweep.evaluation import NOISE_SEED
-    from v1sweep.models import build_model, config_for_weights
-    from v1sweep.store import mask_uri, resolve_tracking_uri
+    from v1sweep.config import trial as cfg
+    from v1sweep.trial.evaluation import NOISE_SEED
+    from v1sweep.trial.models import build_model, config_for_weights
+    from v1sweep.results.store import mask_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
@@ -155,7 +155,7 @@ def _variant_of(row: pd.Series) -> str:
 
 
 def _variant_order(name: str) -> tuple:
-    from v1sweep.config import STRATEGIES
+    from v1sweep.config.trial import STRATEGIES
 
     base, _, rest = name.partition("(")
     return (STRATEGIES.index(base) if base in STRATEGIES else len(STRATEGIES), rest, name)
@@ -452,7 +452,7 @@ def _cka(models: list[dict], reference: str, images: torch.Tensor, probes: dict[
          corruptions: Sequence[str], severity: int, out_dir: Path, n_perm: int = 200,
          seed: int = 0) -> dict[str, Any]:
     from v1sweep.analysis.cka import centred_gram, collect_activations
-    from v1sweep.models import analysis_layers
+    from v1sweep.trial.models import analysis_layers
 
     names = [set(analysis_layers(m["model"])) for m in models]
     layers = [n for n in analysis_layers(models[0]["model"]) if n != "features" and all(n in s for s in names)]
@@ -652,7 +652,7 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
                          eq_draws: int = 2) -> dict[str, Any]:
     """Electrophysiology, CKA and sub-populations of a sweep's trained models (see the module doc).
 
-    `runs_df` is `v1sweep.query.runs(...)` (only finished trials are used). Returns ``tables`` and
+    `runs_df` is `v1sweep.results.query.runs(...)` (only finished trials are used). Returns ``tables`` and
     ``figures`` (name -> path in `out_dir`), ``markdown`` (a ``## Trained models`` section, also
     written to ``trained_models.md``), ``sections`` (dicts with title, text, tables [(caption,
     DataFrame)], figures: the report's `Section` fields), ``notes``, ``models`` (the models used)
@@ -666,13 +666,13 @@ def analyze_sweep_models(runs_df: pd.DataFrame, *, tracking_uri: str | None = No
     seconds). `n_probe` test images (default 128) probe CKA and sub-populations.
     """
     from v1sweep.corruptions.catalog import CORRUPTIONS
-    from v1sweep.training import resolve_device
+    from v1sweep.trial.training import resolve_device
 
     log = log or (lambda _msg: None)
     stage = stage or (lambda _name: None)
     start = time.perf_counter()
     if "run_id" not in runs_df.columns:
-        raise ValueError("runs_df must be a `v1sweep.query.runs` table (it has no run_id column)")
+        raise ValueError("runs_df must be a `v1sweep.results.query.runs` table (it has no run_id column)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unknown = [c for c in corruption_names if c not in CORRUPTIONS]

@@ -1,1 +1,0 @@
-"""Subcommands of the `v1sweep` CLI; see `v1sweep.cli`."""

@@ -1,0 +1,7 @@
+"""The sweep engine: Ray Tune runs one trial function per configuration of a sweep file.
+
+`engine` (run, resume, dry run), `trainable` (the function Ray calls), `callback` (Ray events ->
+the MLflow writer), `rebuild` (resume from MLflow when Ray's state is damaged), `resources`,
+`progress` (terminal) and `cost` (dry-run estimates). Ray, Optuna and MLflow are imported here,
+never below this layer.
+"""
