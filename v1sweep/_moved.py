@@ -80,6 +80,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Put the alias finder on `sys.meta_path` once (`v1sweep/__init__.py` calls this)."""
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
-        sys.meta_path.append(_AliasFinder())
+        sys.meta_path.insert(0, _AliasFinder())  # before the path finder, which would load a second copy of
+        # a submodule of an aliased package (v1sweep.commands.run) from the aliased folder
 
 
