@@ -7,30 +7,41 @@ import numpy as np
 import pytest
 import torch
 
-from v1sweep.corruptions import CORRUPTIONS, apply, category_of, list_corruptions
+from v1sweep.corruptions import (BENCHMARK_CORRUPTIONS, CATEGORIES, CORRUPTIONS, EXTRA_CORRUPTIONS, apply, base,
+                                 category_of, list_corruptions)
 from v1sweep.corruptions.base import REGISTRY
 from v1sweep.corruptions.params import TABLES, get_params, table_for
+from v1sweep.registry import Entry
+from v1sweep.testing.corruptions import CorruptionContract, check_corruption, natural_images
 
 ALL = list(CORRUPTIONS)
-DETERMINISTIC = {"brightness", "contrast", "saturate", "pixelate", "jpeg_compression", "defocus_blur",
-                 "gaussian_blur", "zoom_blur"}
+DETERMINISTIC = {n for n in ALL if REGISTRY.meta(n)["deterministic"]}
 # corruptions whose published parameters grow with severity (issue 4, section 3)
-MONOTONE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "defocus_blur",
-            "motion_blur", "zoom_blur", "brightness", "contrast", "fog", "pixelate", "jpeg_compression")
+MONOTONE = tuple(n for n in ALL if REGISTRY.meta(n)["monotone"])
+natural = natural_images  # natural-image-like 8-bit batches (1/f noise, tint, an edge)
 
 
-def natural(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """Natural-image-like batches (B, 3, H, W) with values k/255: 1/f ("pink") noise with a
-    shared luminance component, a random tint per image and a bright rectangle (an edge)."""
-    g = torch.Generator().manual_seed(seed)
-    f = torch.fft.fftfreq(size)
-    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).clamp_min(1 / size)
-    noise = 0.4 * torch.randn(n, 3, size, size, generator=g) + torch.randn(n, 1, size, size, generator=g)
-    img = torch.fft.ifft2(torch.fft.fft2(noise) / radius).real
-    img = (img - img.mean(dim=(-2, -1), keepdim=True)) / img.std(dim=(-2, -1), keepdim=True)
-    img = 0.5 + 0.18 * img + 0.1 * torch.randn(n, 3, 1, 1, generator=g)
-    img[:, :, size // 4: size // 2, size // 4: 3 * size // 4] += 0.25
-    return (img.clamp(0.02, 0.98) * 255).round() / 255
+class TestCorruptionContract(CorruptionContract):
+    """Metadata, shape, dtype, range, seeding and severity order of every registered corruption."""
+
+
+def test_contract_rejects_broken_entries(monkeypatch):
+    """The contract has teeth: a wrong fact fails on registration or in `check_corruption`."""
+    def invert(x, param, rng):
+        return 1 - x
+
+    levels = {"cifar10": [1, 2, 3, 4, 5], "tinyimagenet": [1, 2, 3, 4, 5]}
+    with pytest.raises(ValueError, match="params"):
+        base.register("invert_bad", category="digital", benchmark=False, deterministic=True,
+                      params={"cifar10": [1, 2, 3, 4, 5]})
+    for name, meta, match in [("invert_seeded", dict(deterministic=False), "another seed"),
+                              ("invert_monotone", dict(deterministic=True, monotone=True), "does not fall"),
+                              ("invert_category", dict(deterministic=True, category="colour"), "category")]:
+        facts = dict(category="digital", benchmark=False, order=None, params=levels, decode=None, monotone=False,
+                     reference=None) | meta
+        monkeypatch.setitem(REGISTRY._entries, name, Entry(name, invert, facts))
+        with pytest.raises(AssertionError, match=match):
+            check_corruption(name)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -41,6 +52,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 # ------------------------------------------------------------------ contract
 def test_list_and_registry_follow_the_catalog():
     assert list_corruptions() == ALL and len(ALL) == 19
+    assert len(BENCHMARK_CORRUPTIONS) == 15 and list(BENCHMARK_CORRUPTIONS) + list(EXTRA_CORRUPTIONS) == ALL
+    assert CATEGORIES == ("noise", "blur", "weather", "digital")
     assert set(REGISTRY.names()) == set(ALL)
     assert {category_of(n) for n in ALL} == {"noise", "blur", "weather", "digital"}
 

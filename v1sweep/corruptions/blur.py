@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import Tensor
+from v1sweep.corruptions.base import REF, register
+from v1sweep.registry import lazy_module
 
-from v1sweep.corruptions import ops
-from v1sweep.corruptions.base import register
-from v1sweep.corruptions.rng import CounterRNG
+if TYPE_CHECKING:  # the catalogue imports this module without torch or numpy
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+    from v1sweep.corruptions import ops
+    from v1sweep.corruptions.rng import CounterRNG
+else:
+    np = lazy_module("numpy")
+    torch = lazy_module("torch")
+    ops = lazy_module("v1sweep.corruptions.ops")
 
 
 @lru_cache(maxsize=64)
@@ -17,6 +25,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     """The published `disk`: a normalised disk on a 17 x 17 grid (radius <= 8; else 2r+1),
     anti-aliased by a 3 x 3 (5 x 5 beyond radius 8) Gaussian with reflect-101 borders, then
     cropped to its non-zero support."""
+    grid: np.ndarray
     if radius <= 8:
         grid, ksize = np.arange(-8, 8 + 1), 3
     else:
@@ -44,7 +53,10 @@ def _separable_terms(radius: float, alias_blur: float) -> tuple[tuple[tuple[floa
     return tuple((tuple(u[:, i] * sv[i]), tuple(vt[i])) for i in np.flatnonzero(keep))
 
 
-@register("defocus_blur")
+@register("defocus_blur", category="blur", benchmark=True, order=4, deterministic=True, monotone=True,
+          params={"cifar10": [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
+                  "tinyimagenet": [(0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)]},
+          reference=f"{REF}:defocus_blur")
 def defocus_blur(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     """Convolution with an anti-aliased disk (cv2.filter2D, reflect-101 border), computed as a sum
     of separable filters (the kernel's SVD)."""
@@ -54,7 +66,9 @@ def defocus_blur(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     return ops.separable_sum(x, pairs)
 
 
-@register("gaussian_blur")
+@register("gaussian_blur", category="blur", benchmark=False, order=17, deterministic=True, monotone=True,
+          params={"cifar10": [0.4, 0.6, 0.7, 0.8, 1.0], "tinyimagenet": [0.5, 0.75, 1.0, 1.25, 1.5]},
+          reference=f"{REF}:gaussian_blur")
 def gaussian_blur(x: Tensor, sigma: float, rng: CounterRNG) -> Tensor:
     """skimage.filters.gaussian: scipy Gaussian, truncate 4, 'nearest' (edge) border."""
     return ops.gaussian_filter(x, sigma, mode="edge")
@@ -95,7 +109,10 @@ def _pass_sources(pos: Tensor, tgt: Tensor, n_pixels: int) -> Tensor:
 TRUNCATE_GUARD = 1e-4
 
 
-@register("glass_blur")
+@register("glass_blur", category="blur", benchmark=True, order=5, deterministic=False, monotone=False,
+          params={"cifar10": [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
+                  "tinyimagenet": [(0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)]},
+          reference=f"{REF}:glass_blur")
 def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
     """Gaussian blur, quantise to uint8 (truncating), `iterations` passes of local copies, blur.
 
@@ -128,14 +145,28 @@ def glass_blur(x: Tensor, p: tuple[float, int, int], rng: CounterRNG) -> Tensor:
     return ops.gaussian_filter(board, sigma, mode="edge")
 
 
-@register("motion_blur")
+@register("motion_blur", category="blur", benchmark=True, order=6, deterministic=False, monotone=True,
+          params={"cifar10": [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+                  "tinyimagenet": [(10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)]},
+          reference=f"{REF}:motion_blur")
 def motion_blur(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     """ImageMagick motion blur (radius, sigma) at an angle U(-45, 45) degrees per image."""
     angles = rng.uniform("angle", (1,), -45.0, 45.0)[:, 0]
     return ops.line_blur(x, int(p[0]), float(p[1]), angles)
 
 
-@register("zoom_blur")
+def zoom_factors(end: float) -> np.ndarray:
+    """The zoom factors of a published table entry: np.arange(1, end, 0.01), exactly as published.
+
+    For end = 1.06 and 1.11 float rounding makes the range include `end` itself (7 and 12
+    factors), for the others it stops below it. (The tables keep the end values so that importing
+    the catalogue needs no numpy.)"""
+    return np.arange(1, end, 0.01)
+
+
+@register("zoom_blur", category="blur", benchmark=True, order=7, deterministic=True, monotone=True,
+          params={"cifar10": (1.06, 1.11, 1.16, 1.21, 1.26), "tinyimagenet": (1.06, 1.11, 1.16, 1.21, 1.26)},
+          decode=zoom_factors, reference=f"{REF}:zoom_blur")
 def zoom_blur(x: Tensor, factors: np.ndarray, rng: CounterRNG) -> Tensor:
     """(x + sum over factors of clipped_zoom(x, f)) / (len(factors) + 1), factors from 1."""
     h, w = x.shape[-2:]

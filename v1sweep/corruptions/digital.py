@@ -2,24 +2,37 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from v1sweep.corruptions.base import REF, register
+from v1sweep.registry import lazy_module
 
-from v1sweep.corruptions import ops
-from v1sweep.corruptions.base import register
-from v1sweep.corruptions.rng import CounterRNG
+if TYPE_CHECKING:  # the catalogue imports this module without torch
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
+
+    from v1sweep.corruptions import ops
+    from v1sweep.corruptions.rng import CounterRNG
+else:
+    torch = lazy_module("torch")
+    F = lazy_module("torch.nn.functional")
+    ops = lazy_module("v1sweep.corruptions.ops")
 
 
-@register("contrast")
+@register("contrast", category="digital", benchmark=True, order=12, deterministic=True, monotone=True,
+          params={"cifar10": [0.75, 0.5, 0.4, 0.3, 0.15], "tinyimagenet": [0.4, 0.3, 0.2, 0.1, 0.05]},
+          reference=f"{REF}:contrast")
 def contrast(x: Tensor, c: float, rng: CounterRNG) -> Tensor:
     """(x - m) * c + m with m the per-image, per-channel mean."""
     m = x.mean(dim=(-2, -1), keepdim=True)
     return (x - m) * c + m
 
 
-@register("saturate")
+@register("saturate", category="digital", benchmark=False, order=19, deterministic=True, monotone=False,
+          params={"cifar10": [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)],
+                  "tinyimagenet": [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2)]},
+          reference=f"{REF}:saturate")
 def saturate(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     """HSV saturation S * a + b, clipped to [0, 1]. At fixed hue and value every channel is
     V * (1 - S * w(hue)), so the HSV round trip is closed-form; gray pixels have hue 0 (red), as
@@ -36,7 +49,9 @@ def saturate(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     return torch.where(delta > 0, colored, gray)
 
 
-@register("pixelate")
+@register("pixelate", category="digital", benchmark=True, order=14, deterministic=True, monotone=True,
+          params={"cifar10": [0.95, 0.9, 0.85, 0.75, 0.65], "tinyimagenet": [0.9, 0.8, 0.7, 0.6, 0.5]},
+          reference=f"{REF}:pixelate")
 def pixelate(x: Tensor, c: float, rng: CounterRNG) -> Tensor:
     """PIL BOX resize to int(size * c), then BOX resize back (nearest-like upsampling)."""
     h, w = x.shape[-2:]
@@ -84,7 +99,9 @@ def jpeg_roundtrip(u8: Tensor, quality: int) -> Tensor:
         return torch.stack(decode(encode(list(u8), quality=int(quality))))
 
 
-@register("jpeg_compression")
+@register("jpeg_compression", category="digital", benchmark=True, order=15, deterministic=True, monotone=True,
+          params={"cifar10": [80, 65, 58, 50, 40], "tinyimagenet": [65, 58, 50, 40, 25]},
+          reference=f"{REF}:jpeg_compression")
 def jpeg_compression(x: Tensor, quality: int, rng: CounterRNG) -> Tensor:
     """Encode and decode each 8-bit image as JPEG at `quality` on the CPU (PIL-equivalent)."""
     u8 = (x.clamp(0, 1) * 255).round_().to(torch.uint8).cpu()
@@ -99,7 +116,15 @@ def _affine_inverse(m: Tensor) -> Tensor:
     return torch.cat([inv, t], dim=2)
 
 
-@register("elastic_transform")
+# (alpha, sigma, affine) as fractions of the image size
+ELASTIC_PARAMS = {
+    "cifar10": [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+    "tinyimagenet": [(0, 0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03), (0.16, 0.03, 0.02)],
+}
+
+
+@register("elastic_transform", category="digital", benchmark=True, order=13, deterministic=False, monotone=False,
+          params=ELASTIC_PARAMS, reference=f"{REF}:elastic_transform")
 def elastic_transform(x: Tensor, p: tuple[float, float, float], rng: CounterRNG) -> Tensor:
     """Random affine (three points moved by U(-affine, affine), cv2.warpAffine bilinear with
     reflect-101 border), then a displacement field of U(-1, 1) noise smoothed by a Gaussian

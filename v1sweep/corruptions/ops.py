@@ -116,13 +116,14 @@ def separable_sum(x: Tensor, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Tens
         for lo, hi, in_lo, in_hi, block in _kron_blocks(key, str(dt), str(dev)):
             out[:, lo:hi] = flat_in[:, in_lo:in_hi] @ block
         return out.view(b, c, ho, wo)
-    out = None
+    total: Tensor | None = None
     flat = x.reshape(b * c * h, w)
     for mh, mw in pairs:
         y = (flat @ torch.as_tensor(mw.T, dtype=dt, device=dev)).view(b * c, h, wo)
         z = torch.matmul(torch.as_tensor(mh, dtype=dt, device=dev), y)
-        out = z if out is None else out.add_(z)
-    return out.view(b, c, ho, wo)
+        total = z if total is None else total.add_(z)
+    assert total is not None, "separable_sum needs at least one pair"
+    return total.view(b, c, ho, wo)
 
 
 @lru_cache(maxsize=32)

@@ -35,7 +35,7 @@ def _resize_u8(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
     out = np.empty((images.shape[0], size, size, 3), dtype=np.uint8)
     for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
-        out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((size, size), Image.BILINEAR))
+        out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((size, size), Image.Resampling.BILINEAR))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -196,7 +196,7 @@ class TinyImageNetCSource:
         sizes = {a.shape for a in arrays}
         if len(sizes) > 1:
             size = self.image_size or max(s[0] for s in sizes)
-            arrays = [np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)) for a in arrays]
+            arrays = [np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR)) for a in arrays]
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
         return _resize_u8(images, self.image_size), torch.tensor([labels[i] for i in keep], dtype=torch.int64)
 

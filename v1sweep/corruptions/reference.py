@@ -1,5 +1,8 @@
 """A straightforward per-image numpy / scipy / PIL formulation of all 19 corruptions.
 
+Each corruption names its formulation here in its registration (`reference="v1sweep.corruptions.
+reference:<function>"`); `reference_for(name)` resolves it.
+
 This is the published generator's shape of computation (one image at a time, numpy RNG, scipy
 filters, Python loops where it loops) without OpenCV, ImageMagick or scikit-image. The speed
 benchmark (`v1sweep bench corruptions`) measures it as the baseline of the batched suite. Inputs
@@ -7,6 +10,7 @@ and outputs are (H, W, 3) float64 arrays in [0, 1]; `rng` is a `numpy.random.Gen
 """
 from __future__ import annotations
 
+import importlib
 import io
 from typing import Any, Callable
 
@@ -14,18 +18,23 @@ import numpy as np
 import scipy.ndimage as ndi
 from PIL import Image
 
+from v1sweep.corruptions.base import REGISTRY
 from v1sweep.corruptions.params import get_params
 from v1sweep.corruptions.textures import frost_images, resolve_frost
 
 RefFn = Callable[[np.ndarray, Any, np.random.Generator], np.ndarray]
-REFERENCE: dict[str, RefFn] = {}
 
 
-def _ref(name: str) -> Callable[[RefFn], RefFn]:
-    def deco(fn: RefFn) -> RefFn:
-        REFERENCE[name] = fn
-        return fn
-    return deco
+def reference_for(name: str) -> RefFn:
+    """The per-image formulation registered with corruption `name` (`reference=`: 'module:function'
+    or a callable); ValueError when it has none."""
+    ref = REGISTRY.meta(name)["reference"]
+    if ref is None:
+        raise ValueError(f"corruption {name!r} has no reference formulation")
+    if isinstance(ref, str):
+        module, attr = ref.split(":")
+        ref = getattr(importlib.import_module(module), attr)
+    return ref
 
 
 def _gauss(img: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
@@ -80,17 +89,14 @@ def _hsv2rgb(hsv: np.ndarray) -> np.ndarray:
     return out
 
 
-@_ref("gaussian_noise")
 def gaussian_noise(x, c, rng):
     return x + rng.normal(size=x.shape, scale=c)
 
 
-@_ref("shot_noise")
 def shot_noise(x, c, rng):
     return rng.poisson(x * c) / c
 
 
-@_ref("impulse_noise")
 def impulse_noise(x, c, rng):
     out = x.copy()
     flip = rng.random(x.shape) < c
@@ -99,12 +105,10 @@ def impulse_noise(x, c, rng):
     return out
 
 
-@_ref("speckle_noise")
 def speckle_noise(x, c, rng):
     return x + x * rng.normal(size=x.shape, scale=c)
 
 
-@_ref("defocus_blur")
 def defocus_blur(x, c, rng):
     grid = np.arange(-8, 9)
     xx, yy = np.meshgrid(grid, grid)
@@ -116,7 +120,6 @@ def defocus_blur(x, c, rng):
     return np.stack([ndi.correlate(x[..., d], kernel, mode="mirror") for d in range(3)], -1)
 
 
-@_ref("glass_blur")
 def glass_blur(x, c, rng):
     sigma, delta, iterations = c
     h, w = x.shape[:2]
@@ -132,12 +135,10 @@ def glass_blur(x, c, rng):
     return _gauss(img / 255.0, sigma)
 
 
-@_ref("motion_blur")
 def motion_blur(x, c, rng):
     return _motion(x, int(c[0]), c[1], rng.uniform(-45, 45))
 
 
-@_ref("zoom_blur")
 def zoom_blur(x, c, rng):
     out = np.zeros_like(x)
     for f in c:
@@ -145,12 +146,10 @@ def zoom_blur(x, c, rng):
     return (x + out) / (len(c) + 1)
 
 
-@_ref("gaussian_blur")
 def gaussian_blur(x, c, rng):
     return _gauss(x, c)
 
 
-@_ref("snow")
 def snow(x, c, rng):
     h, w = x.shape[:2]
     layer = rng.normal(size=(h, w), loc=c[0], scale=c[1])
@@ -163,7 +162,6 @@ def snow(x, c, rng):
     return x + layer + np.rot90(layer, k=2)
 
 
-@_ref("frost")
 def frost(x, c, rng):
     h, w = x.shape[:2]
     tex = frost_images(resolve_frost("published"))[rng.integers(5)]
@@ -194,7 +192,6 @@ def _plasma(mapsize: int, decay: float, rng: np.random.Generator) -> np.ndarray:
     return m / m.max()
 
 
-@_ref("fog")
 def fog(x, c, rng):
     h = x.shape[0]
     mapsize = 1 << max(1, int(np.ceil(np.log2(h))))
@@ -203,27 +200,23 @@ def fog(x, c, rng):
     return x * max_val / (max_val + c[0])
 
 
-@_ref("brightness")
 def brightness(x, c, rng):
     hsv = _rgb2hsv(x)
     hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
     return _hsv2rgb(hsv)
 
 
-@_ref("saturate")
 def saturate(x, c, rng):
     hsv = _rgb2hsv(x)
     hsv[..., 1] = np.clip(hsv[..., 1] * c[0] + c[1], 0, 1)
     return _hsv2rgb(hsv)
 
 
-@_ref("contrast")
 def contrast(x, c, rng):
     m = x.mean(axis=(0, 1), keepdims=True)
     return (x - m) * c + m
 
 
-@_ref("elastic_transform")
 def elastic_transform(x, c, rng):
     h, w = x.shape[:2]
     alpha, sigma, affine = c[0] * h, c[1] * h, c[2] * h
@@ -242,7 +235,6 @@ def elastic_transform(x, c, rng):
     return np.stack([ndi.map_coordinates(x[..., d], coords, order=1, mode="reflect") for d in range(3)], -1)
 
 
-@_ref("pixelate")
 def pixelate(x, c, rng):
     h, w = x.shape[:2]
     pil = Image.fromarray(np.round(x * 255).astype(np.uint8))
@@ -250,7 +242,6 @@ def pixelate(x, c, rng):
     return np.asarray(pil, dtype=np.float64) / 255
 
 
-@_ref("jpeg_compression")
 def jpeg_compression(x, c, rng):
     buf = io.BytesIO()
     Image.fromarray(np.round(x * 255).astype(np.uint8)).save(buf, "JPEG", quality=int(c))
@@ -280,7 +271,6 @@ def _canny(img: np.ndarray, low: float, high: float) -> np.ndarray:
     return ndi.binary_propagation(strong, structure=np.ones((3, 3)), mask=keep)
 
 
-@_ref("spatter")
 def spatter(x, c, rng):
     h, w = x.shape[:2]
     liquid = _gauss(rng.normal(size=(h, w), loc=c[0], scale=c[1]), c[2])
@@ -312,8 +302,9 @@ def spatter(x, c, rng):
 def apply_reference(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """Per-image loop over (N, H, W, 3) float images in [0, 1]; one numpy Generator per image."""
     param = get_params(name, severity, images.shape[1])
+    fn = reference_for(name)
     out = np.empty_like(images)
     for i, img in enumerate(images):
         rng = np.random.default_rng([seed, severity, i])
-        out[i] = np.clip(REFERENCE[name](img, param, rng), 0, 1)
+        out[i] = np.clip(fn(img, param, rng), 0, 1)
     return out

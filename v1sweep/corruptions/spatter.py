@@ -8,14 +8,24 @@ blur; the liquid layer times that map, normalised, tints the image pale turquois
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from v1sweep.corruptions import ops
-from v1sweep.corruptions.base import register
-from v1sweep.corruptions.rng import CounterRNG
+from v1sweep.corruptions.base import REF, register
+from v1sweep.registry import lazy_module
+
+if TYPE_CHECKING:  # the catalogue imports this module without torch or numpy
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
+
+    from v1sweep.corruptions import ops
+    from v1sweep.corruptions.rng import CounterRNG
+else:
+    np = lazy_module("numpy")
+    torch = lazy_module("torch")
+    F = lazy_module("torch.nn.functional")
+    ops = lazy_module("v1sweep.corruptions.ops")
 
 _TG22 = 0.4142135623730950
 
@@ -96,7 +106,19 @@ def equalize_hist(img: Tensor) -> Tensor:
     return torch.where(constant, first.view(b, 1, 1, 1).to(img.dtype), out)
 
 
-@register("spatter")
+# (mu, sigma, blur sigma, threshold, scale, mode: 0 water / 1 mud) per severity
+SPATTER_PARAMS = {
+    "cifar10": [(0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+                (0.65, 0.3, 1, 0.69, 0.5, 0), (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+                (0.65, 0.1, 0.5, 0.68, 0.6, 1)],
+    "tinyimagenet": [(0.62, 0.1, 0.7, 0.7, 0.6, 0), (0.65, 0.1, 0.8, 0.7, 0.6, 0),
+                     (0.65, 0.3, 1, 0.69, 0.6, 0), (0.65, 0.1, 0.7, 0.68, 0.6, 1),
+                     (0.65, 0.1, 0.5, 0.67, 0.6, 1)],
+}
+
+
+@register("spatter", category="weather", benchmark=False, order=18, deterministic=False, monotone=False,
+          params=SPATTER_PARAMS, reference=f"{REF}:spatter")
 def spatter(x: Tensor, p: tuple, rng: CounterRNG) -> Tensor:
     mu, sd, blur_sigma, threshold, scale, mode = p
     b, c, h, w = x.shape

@@ -3,17 +3,42 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from v1sweep.corruptions.base import REF, register
+from v1sweep.registry import lazy_module
 
-from v1sweep.corruptions import ops, textures
-from v1sweep.corruptions.base import register
-from v1sweep.corruptions.rng import CounterRNG
+if TYPE_CHECKING:  # the catalogue imports this module without torch or numpy
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
+
+    from v1sweep.corruptions import ops, textures
+    from v1sweep.corruptions.rng import CounterRNG
+else:
+    torch = lazy_module("torch")
+    F = lazy_module("torch.nn.functional")
+    ops = lazy_module("v1sweep.corruptions.ops")
+    textures = lazy_module("v1sweep.corruptions.textures")
+
+# (mu, sigma, zoom, threshold, blur radius, blur sigma, blend) per severity
+SNOW_PARAMS = {
+    "cifar10": [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+                (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+                (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)],
+    "tinyimagenet": [(0.1, 0.2, 1, 0.6, 8, 3, 0.8), (0.1, 0.2, 1, 0.5, 10, 4, 0.8),
+                     (0.15, 0.3, 1.75, 0.55, 10, 4, 0.7), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.65),
+                     (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6)],
+}
+# (image weight, frost weight, texture scale)
+FROST_PARAMS = {
+    "cifar10": [(1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)],
+    "tinyimagenet": [(1, 0.3, 0.3), (0.9, 0.4, 0.3), (0.8, 0.45, 0.3), (0.75, 0.5, 0.3), (0.7, 0.55, 0.3)],
+}
 
 
-@register("snow")
+@register("snow", category="weather", benchmark=True, order=8, deterministic=False, monotone=False,
+          params=SNOW_PARAMS, reference=f"{REF}:snow")
 def snow(x: Tensor, p: tuple, rng: CounterRNG) -> Tensor:
     """A Normal(mu, sigma) layer, zoomed, thresholded, stored as 8 bit, motion-blurred at an angle
     U(-135, -45); the image is brightened towards 1.5 * gray + 0.5 and the layer and its 180-degree
@@ -46,7 +71,8 @@ def _frost_textures(source: str, scale: float, h: int, w: int, device: str) -> t
     return tuple(out)
 
 
-@register("frost")
+@register("frost", category="weather", benchmark=True, order=9, deterministic=False, monotone=False,
+          params=FROST_PARAMS, reference=f"{REF}:frost")
 def frost(x: Tensor, p: tuple, rng: CounterRNG) -> Tensor:
     """clip(a * x + b * crop), the crop taken at a random place of a random frost texture.
     `p` = (a, b, texture scale[, texture source]); `apply` appends the source it resolved."""
@@ -97,7 +123,10 @@ def plasma_fractal(rng: CounterRNG, mapsize: int, wibbledecay: float, device: to
     return m
 
 
-@register("fog")
+@register("fog", category="weather", benchmark=True, order=10, deterministic=False, monotone=True,
+          params={"cifar10": [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+                  "tinyimagenet": [(0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)]},
+          reference=f"{REF}:fog")
 def fog(x: Tensor, p: tuple[float, float], rng: CounterRNG) -> Tensor:
     """(x + mix * fractal) * max / (max + mix), max = the image's largest value. The fractal map
     is the next power of two >= the image size (32 for CIFAR-10, 64 for Tiny ImageNet), cropped."""
@@ -115,7 +144,9 @@ def scale_value(x: Tensor, new_v: Tensor, v: Tensor) -> Tensor:
     return torch.where(v > 0, x * ratio, new_v.expand_as(x))
 
 
-@register("brightness")
+@register("brightness", category="weather", benchmark=True, order=11, deterministic=True, monotone=True,
+          params={"cifar10": [0.05, 0.1, 0.15, 0.2, 0.3], "tinyimagenet": [0.1, 0.2, 0.3, 0.4, 0.5]},
+          reference=f"{REF}:brightness")
 def brightness(x: Tensor, c: float, rng: CounterRNG) -> Tensor:
     """HSV value + c, clipped to 1. RGB is linear in V at fixed hue and saturation, so the HSV
     round trip is a per-pixel rescale."""
