@@ -15,7 +15,9 @@ from v1sweep.config.trial import DataConfig
 from v1sweep.data import cache as dcache
 from v1sweep.data import datasets as dsets
 from v1sweep.data import list_datasets, load_dataset, synthetic
+from v1sweep.data import catalog
 from v1sweep.errors import ConfigError, DatasetError
+from v1sweep.testing.data import DatasetContract
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -70,7 +72,11 @@ def test_registry_has_every_configurable_dataset():
         load_dataset(dataclasses.replace(cfg(), dataset="mnist"))
 
 
-@pytest.mark.parametrize("name", [n for n in cfgmod.DATASETS if n != "synthetic"])
+class TestDatasetContract(DatasetContract):
+    """`v1sweep.testing.data.check_dataset`'s parts on every registered dataset."""
+
+
+@pytest.mark.parametrize("name", [n for n in catalog.dataset_names() if catalog.needs_path(n)])
 def test_file_datasets_need_an_existing_path(name, tmp_path):
     with pytest.raises(ConfigError, match="data.path"):
         load_dataset(cfg(dataset=name))

@@ -11,6 +11,7 @@ from v1sweep.config import trial as cfg
 from v1sweep.errors import ConfigError
 from v1sweep.trial.models import build_model, layer_outputs, list_backbones
 from v1sweep.rf.params import RFParams
+from v1sweep.testing.backbones import BackboneContract
 
 
 def make_rf(n_simple: int, n_complex: int, seed: int = 0, sf_max: float = 11.0) -> RFParams:
@@ -46,6 +47,10 @@ def _check_trains(model, x, num_classes):
 
 def test_registry_matches_config_choices():
     assert sorted(list_backbones()) == sorted(cfg.BACKBONES)
+
+
+class TestBackboneContract(BackboneContract):
+    """`v1sweep.testing.backbones.check_backbone`'s parts on every registered backbone."""
 
 
 # ResNet50 on 64 px (layer1 at 64x64 without the V1 block) takes ~10 s on 2 cores: kept, marked slow.

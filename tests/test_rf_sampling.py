@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from v1sweep.rf import RFParams, list_strategies, sample
+from v1sweep.rf import RFParams, catalog, list_strategies, sample
 from v1sweep.rf.custom import load_custom
 from v1sweep.rf.sampling import draw, recipe_for
+from v1sweep.testing.rf import StrategyContract
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "custom_rf.yaml"
@@ -38,8 +39,8 @@ TABLES = {
 }
 SPEARMAN_075 = 6 / np.pi * np.arcsin(0.75 / 2)
 
-# options a strategy cannot run without; a new strategy with required options must add itself here
-REQUIRED_OPTIONS = {"interpolated": {"alpha": 0.5}, "custom": {"path": str(EXAMPLE)}}
+# options a strategy cannot run without: each strategy's registered example
+REQUIRED_OPTIONS = {name: catalog.example(name) for name in list_strategies() if catalog.example(name)}
 
 
 def _opts(name: str) -> dict:
@@ -67,8 +68,14 @@ def _piecewise_cdf(edges, counts, log: bool):
 
 
 # ---------------------------------------------------------------- shared checks over the registry
+class TestStrategyContract(StrategyContract):
+    """`v1sweep.testing.rf.check_strategy`'s parts on every registered strategy."""
+
+
 def test_registry_lists_the_contract_strategies():
     assert {"biological", "unif1", "uniform", "unif2", "unif3", "interpolated", "custom"} <= set(list_strategies())
+    assert REQUIRED_OPTIONS == {"interpolated": {"alpha": 0.5}, "custom": {"path": str(EXAMPLE)}}
+    assert catalog.uniform_controls() == ("uniform", "unif1", "unif2", "unif3")
 
 
 @pytest.mark.parametrize("preset", ["tinyimagenet2023", "vonenet2020"])

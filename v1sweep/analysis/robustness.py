@@ -36,6 +36,7 @@ from v1sweep.analysis import AnalysisError
 from v1sweep.analysis import stats as st
 from v1sweep.config.adversarial import ADV_PREFIX
 from v1sweep.corruptions.catalog import CATEGORIES
+from v1sweep.rf.catalog import uniform_controls
 
 DEFAULT_METRIC = "corruption_acc"
 CONTROL_METRIC = "clean_acc"
@@ -45,7 +46,7 @@ PRECISION_MEAN = 0.005  # the half-width of a mean's 95 % interval the "seeds ne
 PRECISION_REL = 0.01    # ... and of a relative difference's (1 percentage point)
 ADJUST = "holm"
 REFERENCE_STRATEGY = "biological"
-UNIFORM_STRATEGIES = ("uniform", "unif1", "unif2", "unif3")
+UNIFORM_STRATEGIES = uniform_controls()
 STRATEGY_COL = "params.rf.strategy"
 # Plain-baseline trials (frontend.enabled false) have no V1 block, so their rf.strategy is a leftover
 # default: `baseline_as_variant` names them `baseline`, compared with the reference like a uniform control.

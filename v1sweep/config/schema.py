@@ -11,12 +11,12 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from v1sweep.errors import ConfigError
 
 
-def spec(default: Any = dataclasses.MISSING, *, choices: tuple | None = None,
+def spec(default: Any = dataclasses.MISSING, *, choices: Collection[Any] | None = None,
          range: tuple[float | None, float | None] | None = None, odd: bool = False,
          doc: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with validation metadata."""

@@ -10,18 +10,60 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, overload
 
 import yaml
 
 from v1sweep.config import adversarial as adv
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES
+from v1sweep.data import catalog as data_catalog
 from v1sweep.errors import ConfigError
 from v1sweep.config.schema import build, deep_merge, flatten, spec, to_dict, unflatten
+from v1sweep.rf import catalog as rf_catalog
+from v1sweep.trial.backbones import backbone_names
 
-DATASETS = ("synthetic", "cifar10", "tinyimagenet", "imagefolder")
-STRATEGIES = ("biological", "uniform", "unif1", "unif2", "unif3", "interpolated", "custom")
-BACKBONES = ("resnet18", "resnet50", "tiny")
+
+class Names(Sequence[str]):
+    """The registered names of a family, read when used: a plugin registered after this module was
+    imported (in the user's own file) is a valid choice too. Compares and indexes like a tuple."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+
+    def _tuple(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self._tuple()[index]
+
+    def __len__(self) -> int:
+        return len(self._tuple())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tuple())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tuple()
+
+    def __eq__(self, other: object) -> bool:
+        return self._tuple() == (tuple(other) if isinstance(other, (Names, list)) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return repr(self._tuple())
+
+
+DATASETS = Names(data_catalog.dataset_names)
+STRATEGIES = Names(rf_catalog.strategy_names)
+BACKBONES = Names(backbone_names)
 
 
 @dataclass(frozen=True)
@@ -41,7 +83,7 @@ class DataConfig:
     cache_dir: str | None = spec(None, doc="decoded-tensor cache (default ~/.cache/v1sweep)")
 
     def validate(self) -> None:
-        if self.dataset != "synthetic" and not self.path:
+        if data_catalog.needs_path(self.dataset) and not self.path:
             raise ConfigError(f"dataset {self.dataset!r} needs a path; set data.path", key="data.path")
         if self.scale_min > self.scale_max:
             raise ConfigError(f"scale_min {self.scale_min} > scale_max {self.scale_max}", key="data.scale_min")
@@ -51,32 +93,32 @@ class DataConfig:
 class RFConfig:
     strategy: str = spec("biological", choices=STRATEGIES, doc="RF sampling strategy")
     seed: int = spec(0, range=(0, None), doc="Gabor seed, separate from the training seed")
-    preset: str = spec("tinyimagenet2023", choices=("tinyimagenet2023", "vonenet2020"))
+    preset: str = spec(rf_catalog.DEFAULT_PRESET, choices=rf_catalog.PRESETS)
     alpha: float | None = spec(None, range=(0, 1), doc="interpolated: uniform (0) -> biological (1)")
     alpha_sf: float | None = spec(None, range=(0, 1))
     alpha_ori: float | None = spec(None, range=(0, 1))
     alpha_nxny: float | None = spec(None, range=(0, 1))
     alpha_coupling: float | None = spec(None, range=(0, 1))
-    mode: str = spec("mixture", choices=("mixture", "quantile"))
+    mode: str = spec("mixture", choices=rf_catalog.MODES)
     custom_path: str | None = spec(None, doc="custom: histogram file (YAML or CSV)")
-    sf_truncation: str = spec("drop", choices=("drop", "cut"),
+    sf_truncation: str = spec("drop", choices=rf_catalog.SF_TRUNCATIONS,
                               doc="frontend.sf_max below the top SF bin edge: drop every bin above it "
                                   "(published) | cut the straddling bin at sf_max")
 
     def validate(self) -> None:
-        if self.strategy == "custom" and not self.custom_path:
-            raise ConfigError("strategy 'custom' needs rf.custom_path", key="rf.custom_path")
+        for option in rf_catalog.options(self.strategy):
+            if option.required and option.config_key and not getattr(self, option.config_key, None):
+                raise ConfigError(f"strategy {self.strategy!r} needs rf.{option.config_key}",
+                                  key=f"rf.{option.config_key}")
 
     def sampler_options(self) -> dict[str, Any]:
-        """Keyword options for `v1sweep.rf.sample` (only those that apply to the strategy)."""
-        opts: dict[str, Any] = {"preset": self.preset, "sf_truncation": self.sf_truncation}
-        if self.strategy == "interpolated":
-            opts["mode"] = self.mode
-            for name in ("alpha", "alpha_sf", "alpha_ori", "alpha_nxny", "alpha_coupling"):
-                if getattr(self, name) is not None:
-                    opts[name] = getattr(self, name)
-        if self.strategy == "custom":
-            opts["path"] = self.custom_path
+        """Keyword options for `v1sweep.rf.sample`: the strategy's options (its schema in
+        `v1sweep.rf.catalog`) that this config sets."""
+        opts: dict[str, Any] = {}
+        for option in rf_catalog.options(self.strategy):
+            value = getattr(self, option.config_key, None) if option.config_key else None
+            if value is not None:
+                opts[option.name] = value
         return opts
 
 
@@ -266,8 +308,8 @@ class TrialConfig:
 
     @property
     def num_classes(self) -> int | None:
-        """Known for synthetic (10) and CIFAR-10; other datasets tell once loaded."""
-        return {"synthetic": 10, "cifar10": 10, "tinyimagenet": 200}.get(self.data.dataset)
+        """Known where the dataset's metadata gives it (synthetic, CIFAR-10, Tiny ImageNet); others tell once loaded."""
+        return data_catalog.num_classes(self.data.dataset)
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {

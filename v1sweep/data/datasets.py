@@ -17,17 +17,22 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from v1sweep.data import cache as _cache
-from v1sweep.data import synthetic as _synthetic
 from v1sweep.errors import ConfigError, DatasetError
-from v1sweep.registry import Registry
+from v1sweep.registry import Registry, lazy_module
 
-DATASETS: Registry[Callable[[Any], "Dataset"]] = Registry("dataset")
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: `v1sweep.data.catalog` reads the registry without torch
+    torch = lazy_module("torch")
+
+# name -> loader(DataConfig) -> Dataset, registered with its metadata (see `v1sweep.data.catalog`):
+# description, needs_path, num_classes (None: known once loaded), image_size (native px; None: any).
+DATASETS: Registry[Callable[[Any], "Dataset"]] = Registry("dataset", required=("description", "needs_path"))
 SYNTHETIC_DEFAULT_SIZES = (2000, 500)
 
 
@@ -76,8 +81,11 @@ def load_dataset(config: Any) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # synthetic
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", description="procedural shapes filled with oriented gratings (embedded; train_size, test_size generated)",
+                   needs_path=False, num_classes=10, image_size=None)
 def _load_synthetic(config: Any) -> Dataset:
+    from v1sweep.data import synthetic as _synthetic
+
     size = int(getattr(config, "image_size", 32))
     if size < 8:  # the range of data.image_size (v1sweep.config): checked there, with the file
         raise ConfigError(f"the synthetic dataset needs image_size >= 8, got {size}", key="data.image_size")
@@ -163,6 +171,8 @@ def _load_listing(listing: _Listing, config: Any, name: str,
                   decode: Callable[[str, np.ndarray | None, int], np.ndarray] | None = None,
                   use_cache: bool = True) -> Dataset:
     """Subset, decode (or read the cache), and wrap a listing into a `Dataset`."""
+    from v1sweep.data import synthetic as _synthetic
+
     size = int(getattr(config, "image_size", 32))
     seed = int(getattr(config, "seed", 0))
     n_train, n_test = getattr(config, "train_size", None), getattr(config, "test_size", None)
@@ -197,7 +207,7 @@ def _load_listing(listing: _Listing, config: Any, name: str,
             arrays = None
             if subset and use_cache:
                 full = _cache.read_cache(full_path)
-                if valid(full, full=True):
+                if full is not None and valid(full, full=True):
                     arrays = {**{f"{s}_images": pick(full[f"{s}_images"], s) for s in ("train", "test")},
                               **{f"{s}_labels": expected[s] for s in ("train", "test")},
                               "classes": full["classes"]}
@@ -206,7 +216,8 @@ def _load_listing(listing: _Listing, config: Any, name: str,
                 for s in ("train", "test"):
                     if decode is None:
                         paths = [f.path for f in files[s]]
-                        chosen = paths if idx[s] is None else [paths[i] for i in idx[s]]
+                        picked = idx[s]
+                        chosen = paths if picked is None else [paths[i] for i in picked]
                         arrays[f"{s}_images"] = _cache.decode_files(chosen, size)
                     else:
                         arrays[f"{s}_images"] = decode(s, idx[s], size)
@@ -214,6 +225,7 @@ def _load_listing(listing: _Listing, config: Any, name: str,
             if use_cache:
                 _cache.write_cache(path, arrays)
                 _cache.remove_stale(folder, family, keep=key[:16])
+    assert arrays is not None  # read, cut from the full cache or decoded above
     return Dataset(torch.from_numpy(np.ascontiguousarray(arrays["train_images"])),
                    torch.from_numpy(arrays["train_labels"].astype(np.int64)),
                    torch.from_numpy(np.ascontiguousarray(arrays["test_images"])),
@@ -295,7 +307,8 @@ def _cifar_pickle_listing(folder: Path) -> tuple[_Listing, Callable]:
     return listing, decode
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", description="CIFAR-10: pickled batches (cifar-10-batches-py) or an ImageFolder tree",
+                   needs_path=True, num_classes=10, image_size=32)
 def _load_cifar10(config: Any) -> Dataset:
     root = _root_of(config, "cifar10")
     for folder in (root / "cifar-10-batches-py", root):
@@ -382,7 +395,8 @@ def _tiny_listing(root: Path) -> _Listing:
                     test_files, np.asarray(test_labels, dtype=np.int64)[order], extra)
 
 
-@DATASETS.register("tinyimagenet")
+@DATASETS.register("tinyimagenet", description="Tiny ImageNet in its official layout (wnids.txt, "
+                   "val_annotations.txt)", needs_path=True, num_classes=200, image_size=64)
 def _load_tinyimagenet(config: Any) -> Dataset:
     root = _root_of(config, "tinyimagenet")
     for folder in (root, root / "tiny-imagenet-200"):
@@ -397,7 +411,8 @@ def _load_tinyimagenet(config: Any) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # imagefolder: any train/ + test/ (or val/) tree
 
-@DATASETS.register("imagefolder")
+@DATASETS.register("imagefolder", description="any train/<class>/* + test/<class>/* (or val/) image tree",
+                   needs_path=True, num_classes=None, image_size=None)
 def _load_imagefolder(config: Any) -> Dataset:
     root = _root_of(config, "imagefolder")
     return _load_listing(_imagefolder_listing(root, "imagefolder", "imagefolder"), config, "imagefolder")

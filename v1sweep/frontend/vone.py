@@ -21,6 +21,7 @@ buffers `kernels` (phase filter of every unit) and `kernels_quadrature` (complex
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ class VOneBlock(nn.Module):
         self._frozen_seed: int | None = None
         self._frozen_noise: torch.Tensor | None = None
 
-        geometry = dict(image_size=image_size, visual_degrees=visual_degrees, ksize=self.ksize)
+        geometry: dict[str, Any] = dict(image_size=image_size, visual_degrees=visual_degrees, ksize=self.ksize)
         self.register_buffer("kernels", gabor_kernels(rf, **geometry))
         quad = (gabor_kernels(rf.subset(rf.complex), phase_offset=90.0, **geometry) if self.n_complex
                 else torch.zeros(0, self.ksize, self.ksize))
@@ -124,7 +125,8 @@ class VOneBlock(nn.Module):
     # ---------------------------------------------------------------- weights
     def _build_conv_weights(self) -> None:
         """Per-colour weights [simple phase; complex phase; complex quadrature] scaled by k_exc."""
-        kern, quad = self.kernels, self.kernels_quadrature
+        kern: torch.Tensor = self.get_buffer("kernels")
+        quad: torch.Tensor = self.get_buffer("kernels_quadrature")
         s_scale, c_scale = self.k_exc, self.k_exc / math.sqrt(2.0)
         per_colour = []
         for c in range(3):
@@ -145,7 +147,7 @@ class VOneBlock(nn.Module):
         """Raw (scaled) filter responses, one (B, m_c, H', W') tensor per colour."""
         pad = self.ksize // 2
         if self.impl == "split":
-            out = []
+            out: list[Any] = []  # None for a colour without units (its counts are 0: never read)
             for c in range(3):
                 w = getattr(self, f"_weight{c}")
                 if w.shape[0] == 0:
@@ -153,7 +155,7 @@ class VOneBlock(nn.Module):
                 else:
                     out.append(F.conv2d(x[:, c:c + 1], w, None, self.stride, pad))
             return out
-        y = F.conv2d(x, self._weight, None, self.stride, pad, 1, 3)
+        y = F.conv2d(x, self.get_buffer("_weight"), None, self.stride, pad, 1, 3)
         m = self._group_width
         return [y[:, c * m:(c + 1) * m] for c in range(3)]
 
@@ -223,12 +225,12 @@ class VOneBlock(nn.Module):
             new = [torch.randn(shape, generator=torch.Generator().manual_seed(self._sample_seed(i)))
                    for i in range(have, batch)]
             fresh = torch.stack(new).to(r.device)
-            cache = fresh if have == 0 else torch.cat([cache.to(r.device), fresh])
+            cache = fresh if cache is None or have == 0 else torch.cat([cache.to(r.device), fresh])
         self._frozen_noise = cache.to(r.device)
         return self._frozen_noise[:batch].to(r.dtype)
 
     def _sample_seed(self, index: int) -> int:
-        return (int(self._frozen_seed) * 1_000_003 + index) % (2 ** 63)
+        return (int(self._frozen_seed or 0) * 1_000_003 + index) % (2 ** 63)
 
     def freeze_noise(self, seed: int = 0) -> None:
         """Fix the noise: sample i of every batch gets the same draw (from `seed` and i) on any device.

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from v1sweep.rf.catalog import DEFAULT_PRESET
+
 # --- Preferred orientation -----------------------------------------------------------------------
 # De Valois, Yund & Hepler 1982, "The orientation and direction selectivity of cells in macaque
 # visual cortex", Vision Res 22:531-544. Bins centred on 0, 45, 90, 135 deg (cardinal
@@ -150,7 +152,6 @@ TINYIMAGENET2023 = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (TINYIMAGENET2023, VONENET2020)}
-DEFAULT_PRESET = "tinyimagenet2023"
 
 
 def get_preset(preset: str | Preset = DEFAULT_PRESET) -> Preset:

@@ -24,20 +24,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from scipy.special import ndtr
 
 from v1sweep.registry import Registry
+from v1sweep.rf.catalog import MODES, SF_TRUNCATIONS, Option, check_options
 from v1sweep.rf.custom import load_custom
 from v1sweep.rf.empirical import DEFAULT_PRESET, N_COLORS, Histogram, Preset, get_preset
 from v1sweep.rf.params import RFParams
 
 UNIF2_NY_SIGMA = 0.22  # log10 ny ~ Normal(log10 nx, 0.22) in the published UNIF2/UNIF3 code
 ALPHAS = ("alpha_ori", "alpha_sf", "alpha_nxny", "alpha_coupling")
-MODES = ("mixture", "quantile")
-COMMON_OPTIONS = ("preset", "sf_max", "sf_truncation")
+# the histogram file the `custom` strategy's example (tests, docs) reads
+EXAMPLE_CUSTOM = Path(__file__).resolve().parents[2] / "examples" / "custom_rf.yaml"
 
 
 @dataclass(frozen=True)
@@ -53,88 +54,69 @@ class Recipe:
     uniform_ny: str = "independent"  # or "gaussian" (unif2/unif3: ny around nx)
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """A registered sampling strategy: the options it accepts and how it builds its `Recipe`."""
-
-    name: str
-    options: tuple[str, ...]
-    recipe: Callable[[Preset, dict[str, Any]], Recipe]
-    doc: str
+# A strategy: (tables of the preset, validated options) -> Recipe, registered with its metadata
+# (see `v1sweep.rf.catalog`: description, options, uniform_control, example).
+RecipeFn = Callable[[Preset, dict[str, Any]], Recipe]
+STRATEGIES: Registry[RecipeFn] = Registry("RF sampling strategy", required=("description",))
 
 
-STRATEGIES: Registry[Strategy] = Registry("RF sampling strategy")
-
-
-def _register(name: str, doc: str, extra: tuple[str, ...] = ()) -> Callable:
-    def decorator(fn: Callable[[Preset, dict[str, Any]], Recipe]) -> Callable:
-        STRATEGIES.register(name)(Strategy(name, COMMON_OPTIONS + extra, fn, doc))
-        return fn
-
-    return decorator
-
-
-@_register("biological", "published V1 tables (De Valois 1982a/b, Ringach 2002), sf-nx copula 0.75")
+@STRATEGIES.register("biological", description="published V1 tables (De Valois 1982a/b, Ringach 2002), "
+                     "sf-nx copula 0.75", options=(), uniform_control=None, example={})
 def _biological(tables: Preset, opts: dict[str, Any]) -> Recipe:
     return Recipe(tables)
 
 
+@STRATEGIES.register("unif1", description="every property independent and uniform (log-uniform) over the "
+                     "biological ranges", options=(), uniform_control=1, example={})
 def _unif1(tables: Preset, opts: dict[str, Any]) -> Recipe:
     return Recipe(tables, 0.0, 0.0, 0.0, 0.0)
 
 
-_register("unif1", "every property independent and uniform (log-uniform) over the biological ranges")(_unif1)
-_register("uniform", "alias of unif1")(_unif1)
+STRATEGIES.add("uniform", _unif1, description="alias of unif1", options=(), uniform_control=0, example={})
 
 
-@_register("unif2", "unif1 + nx-ny coupling: log10 ny ~ Normal(log10 nx, 0.22), clipped to the range")
+@STRATEGIES.register("unif2", description="unif1 + nx-ny coupling: log10 ny ~ Normal(log10 nx, 0.22), "
+                     "clipped to the range", options=(), uniform_control=2, example={})
 def _unif2(tables: Preset, opts: dict[str, Any]) -> Recipe:
     return Recipe(tables, 0.0, 0.0, 0.0, 0.0, uniform_ny="gaussian")
 
 
-@_register("unif3", "unif2 + sf-nx Gaussian copula (correlation of the preset, 0.75)")
+@STRATEGIES.register("unif3", description="unif2 + sf-nx Gaussian copula (correlation of the preset, 0.75)",
+                     options=(), uniform_control=3, example={})
 def _unif3(tables: Preset, opts: dict[str, Any]) -> Recipe:
     return Recipe(tables, 0.0, 0.0, 0.0, 1.0, uniform_ny="gaussian")
 
 
-@_register("interpolated", "unif1 (alpha 0) -> biological (alpha 1); per-property alphas; mixture | quantile",
-           extra=("alpha",) + ALPHAS + ("mode",))
+def _alpha_option(name: str, doc: str) -> Option:
+    return Option(name, float, doc, None, range=(0, 1), config_key=name)
+
+
+@STRATEGIES.register(
+    "interpolated", description="unif1 (alpha 0) -> biological (alpha 1); per-property alphas; mixture | quantile",
+    options=(_alpha_option("alpha", "uniform (0) -> biological (1); the default of every per-property alpha"),
+             *(_alpha_option(name, f"{name[6:]}: uniform (0) -> biological (1)") for name in ALPHAS),
+             Option("mode", str, "mixture: a share alpha of units biological | quantile: every unit in between",
+                    "mixture", choices=MODES, config_key="mode")),
+    uniform_control=None, example={"alpha": 0.5})
 def _interpolated(tables: Preset, opts: dict[str, Any]) -> Recipe:
-    base = _alpha(opts, "alpha") if opts.get("alpha") is not None else None
-    alphas = {}
-    for name in ALPHAS:
-        if opts.get(name) is not None:
-            alphas[name] = _alpha(opts, name)
-        elif base is not None:
-            alphas[name] = base
-    missing = [name for name in ALPHAS if name not in alphas]
+    given: dict[str, Any] = {name: opts[name] if opts.get(name) is not None else opts.get("alpha") for name in ALPHAS}
+    missing = [name for name, value in given.items() if value is None]
     if missing:
         raise ValueError(f"strategy 'interpolated' needs rf option 'alpha' (the default for every property) "
                          f"or all of {', '.join(ALPHAS)}; missing: {', '.join(missing)}")
-    mode = opts.get("mode") or "mixture"
-    if mode not in MODES:
-        raise ValueError(f"rf option 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
-    return Recipe(tables, mode=mode, **alphas)
+    a = {name: float(given[name]) for name in ALPHAS}  # checked against the schema (`recipe_for`)
+    return Recipe(tables, alpha_ori=a["alpha_ori"], alpha_sf=a["alpha_sf"], alpha_nxny=a["alpha_nxny"],
+                  alpha_coupling=a["alpha_coupling"], mode=opts.get("mode") or "mixture")
 
 
-@_register("custom", "biological sampling from the histograms in the file given by option 'path'",
-           extra=("path",))
+@STRATEGIES.register(
+    "custom", description="biological sampling from the histograms in the file given by option 'path'",
+    options=(Option("path", str, "a YAML or CSV histogram file", required=True, config_key="custom_path"),),
+    uniform_control=None, example={"path": str(EXAMPLE_CUSTOM)})
 def _custom(tables: Preset, opts: dict[str, Any]) -> Recipe:
-    if opts.get("path") is None:
-        raise ValueError("strategy 'custom' needs rf option 'path' (a YAML or CSV histogram file)")
     return Recipe(load_custom(opts["path"], tables))
 
 
-def _alpha(opts: dict[str, Any], name: str) -> float:
-    value = opts[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"rf option {name!r} must be a number in [0, 1], got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"rf option {name!r} must lie in [0, 1], got {value}")
-    return float(value)
-
-
-SF_TRUNCATIONS = ("drop", "cut")
 
 
 def truncate_sf(hist: Histogram, sf_max: float, cell: str, truncation: str = "drop") -> Histogram:
@@ -205,6 +187,8 @@ def _lerp(unif: np.ndarray, bio: np.ndarray, w: np.ndarray | float) -> np.ndarra
 
 def draw(recipe: Recipe, n_simple: int, n_complex: int, seed: int) -> RFParams:
     """Draw `n_simple + n_complex` units following `recipe` (see the module docstring)."""
+    from scipy.special import ndtr  # here, not at import: the catalogue loads this module for names only
+
     t, mode = recipe.tables, recipe.mode
     n = n_simple + n_complex
     cx = np.zeros(n, dtype=bool)
@@ -247,7 +231,7 @@ def draw(recipe: Recipe, n_simple: int, n_complex: int, seed: int) -> RFParams:
         e2 = np.log2(np.asarray(h.edges, dtype=np.float64))
         bio, _ = _quantile(u_sf[sel], e2, h.probs)
         unif = e2[0] + u_sf[sel] * (e2[-1] - e2[0])
-        log_sf[sel] = _lerp(unif, bio, w_sf if np.isscalar(w_sf) else w_sf[sel])
+        log_sf[sel] = _lerp(unif, bio, w_sf[sel] if isinstance(w_sf, np.ndarray) else w_sf)
     sf = np.exp2(log_sf)
 
     # nx from the row marginal, ny from that row's conditional, log10-uniform inside bins
@@ -275,7 +259,7 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
-def get_strategy(strategy: str) -> Strategy:
+def get_strategy(strategy: str) -> RecipeFn:
     try:
         return STRATEGIES.get(strategy)
     except ValueError as exc:
@@ -283,22 +267,15 @@ def get_strategy(strategy: str) -> Strategy:
 
 
 def recipe_for(strategy: str, **options: Any) -> Recipe:
-    """Validate `options` for `strategy` and resolve its tables (preset, custom file, sf_max)."""
-    strat = get_strategy(strategy)
-    unknown = sorted(set(options) - set(strat.options))
-    if unknown:
-        raise ValueError(f"rf option(s) {', '.join(map(repr, unknown))} not accepted by strategy "
-                         f"{strategy!r}; it accepts: {', '.join(strat.options)}")
+    """Validate `options` for `strategy` (its schema in `v1sweep.rf.catalog`) and resolve its tables
+    (preset, custom file, sf_max)."""
+    recipe_fn = get_strategy(strategy)
+    check_options(strategy, options)
     preset = get_preset(options.get("preset") or DEFAULT_PRESET)
-    recipe = strat.recipe(preset, options)
+    recipe = recipe_fn(preset, options)
     mode = options.get("sf_truncation") or "drop"
-    if mode not in SF_TRUNCATIONS:
-        raise ValueError(f"rf option 'sf_truncation' must be one of {', '.join(SF_TRUNCATIONS)}, got {mode!r}")
     sf_max = options.get("sf_max")
     if sf_max is not None:
-        if isinstance(sf_max, bool) or not isinstance(sf_max, (int, float, np.integer, np.floating)) \
-                or not sf_max > 0 or not math.isfinite(sf_max):
-            raise ValueError(f"rf option 'sf_max' must be a positive number of cycles/degree, got {sf_max!r}")
         tables = recipe.tables
         tables = dataclasses.replace(
             tables, sf_simple=truncate_sf(tables.sf_simple, float(sf_max), "simple", mode),
@@ -329,4 +306,4 @@ def list_strategies() -> list[str]:
 
 def describe_strategies() -> dict[str, str]:
     """Name -> one-line description, for help texts."""
-    return {name: STRATEGIES.get(name).doc for name in STRATEGIES.names()}
+    return {name: str(meta["description"]) for name, meta in STRATEGIES.catalogue().items()}

@@ -24,77 +24,31 @@ VOneResNet18 of Barbulescu, Marques & Oliveira 2023 (Tiny ImageNet, 64 px, 256 +
 (11,279,112); ``resnet50`` with the V1 block = VOneResNet50 of Dapello et al. 2020 (ImageNet,
 224 px), without it = torchvision's ResNet50; ``tiny`` reproduces nothing (CPU smoke runs).
 
-Backbones are registered in `BACKBONES` (builder(in_channels) -> (stages, out_features)); tests loop
-over `list_backbones()`, so a new entry is tested with and without the V1 block for free.
+Backbones are registered in `BACKBONES` (`v1sweep.trial.backbones`, torch-free to import:
+builder(in_channels) -> (stages, out_features), with metadata); tests loop over `list_backbones()`
+(`v1sweep.testing.backbones`), so a new entry is tested with and without the V1 block for free.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import nn
 
 from v1sweep.errors import ConfigError
 from v1sweep.frontend import VOneBlock
-from v1sweep.registry import Registry
 from v1sweep.rf.params import RFParams
+from v1sweep.trial.backbones import (BACKBONES, BodyBuilder, conv_bn_relu,  # noqa: F401 (public here too)
+                                     resnet18_body, resnet50_body, tiny_body)
 
 if TYPE_CHECKING:
     from v1sweep.config.trial import TrialConfig
 
-BodyBuilder = Callable[[int], "tuple[nn.Sequential, int]"]
-BACKBONES: Registry[BodyBuilder] = Registry("backbone")
 # Largest image whose `published` stem conv runs at stride 1 (the study's 64-px plain ResNet18).
 SMALL_IMAGE_MAX = 64
 BOTTLENECK_NORMS = ("none", "bn_relu")
 STEMS = ("published", "cifar")
-
-
-def _resnet_stages(arch: str, in_channels: int) -> tuple[nn.Sequential, int]:
-    """torchvision ResNet layer1..layer4 (random init, no download), layer1 taking `in_channels`."""
-    import torchvision
-
-    net = getattr(torchvision.models, arch)(weights=None)
-    if in_channels != 64:
-        # Rebuild layer1 for another input width (it gets a 1x1 projection shortcut then).
-        block = type(net.layer1[0])
-        net.inplanes = in_channels
-        net.layer1 = net._make_layer(block, 64, len(net.layer1))
-        for m in net.layer1.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    stages = nn.Sequential(OrderedDict((name, getattr(net, name)) for name in ("layer1", "layer2", "layer3", "layer4")))
-    return stages, net.fc.in_features
-
-
-@BACKBONES.register("resnet18")
-def resnet18_body(in_channels: int) -> tuple[nn.Sequential, int]:
-    """ResNet18 stages (the study's backbone: Barbulescu, Marques & Oliveira 2023)."""
-    return _resnet_stages("resnet18", in_channels)
-
-
-@BACKBONES.register("resnet50")
-def resnet50_body(in_channels: int) -> tuple[nn.Sequential, int]:
-    """ResNet50 stages (the original VOneNet backbone, Dapello et al. 2020)."""
-    return _resnet_stages("resnet50", in_channels)
-
-
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(cout), relu=nn.ReLU(inplace=True)))
-
-
-@BACKBONES.register("tiny")
-def tiny_body(in_channels: int) -> tuple[nn.Sequential, int]:
-    """Four 3x3 conv stages (32, 64, 128, 128 channels; stride 1, 2, 2, 2) for fast CPU smoke runs."""
-    widths, strides = (32, 64, 128, 128), (1, 2, 2, 2)
-    stages, cin = OrderedDict(), in_channels
-    for i, (w, s) in enumerate(zip(widths, strides), start=1):
-        stages[f"layer{i}"] = _conv_bn_relu(cin, w, s)
-        cin = w
-    return nn.Sequential(stages), cin
 
 
 def list_backbones() -> list[str]:
@@ -140,7 +94,7 @@ def _stem(width: int, image_size: int, kind: str = "published") -> nn.Sequential
     if kind not in STEMS:
         raise ConfigError(f"unknown stem {kind!r}; allowed: {', '.join(STEMS)}", key="model.stem")
     if kind == "cifar":
-        return _conv_bn_relu(3, width, 1)
+        return conv_bn_relu(3, width, 1)
     stride = 1 if image_size <= SMALL_IMAGE_MAX else 2
     conv = nn.Conv2d(3, width, 7, stride, 3, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
@@ -210,12 +164,13 @@ def analysis_layers(model: V1Net) -> "OrderedDict[str, nn.Module]":
     ``features`` (pooled, flattened) and ``logits``.
     """
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    if getattr(model, "vone", None) is not None:
-        layers["vone"] = model.vone
+    vone = getattr(model, "vone", None)
+    if vone is not None:
+        layers["vone"] = vone
     layers["bottleneck"] = model.bottleneck
     for name, stage in model.body.named_children():
         layers[name] = stage
-    layers["features"] = model.head.flatten
+    layers["features"] = model.head.get_submodule("flatten")
     layers["logits"] = model.head
     return layers
 
