@@ -110,3 +110,38 @@ def lazy_module(name: str) -> Any:
     "is torch imported?" checks stay truthful.
     """
     return _LazyModule(name)
+
+
+PLUGIN_GROUP = "v1sweep.plugins"
+PLUGIN_ENV = "V1SWEEP_PLUGINS"
+_loaded_plugins: list[str] | None = None
+
+
+def load_plugins() -> list[str]:
+    """Import the plugin modules once per process, so their entries are registered everywhere.
+
+    A plugin is a module whose import registers entries (a strategy, a corruption, a dataset, ...).
+    It is found as an entry point of group ``v1sweep.plugins`` of an installed package
+    (``[project.entry-points."v1sweep.plugins"] mine = "mypkg.v1plugins"``) or named in the
+    ``V1SWEEP_PLUGINS`` environment variable (comma-separated modules on ``PYTHONPATH``). The config
+    layer calls this before it validates a name, so a sweep that names a plugin works in the CLI
+    and in every Ray worker (which inherit the environment) without the user importing anything.
+    """
+    global _loaded_plugins
+    if _loaded_plugins is not None:
+        return _loaded_plugins
+    _loaded_plugins = []
+    import os
+    from importlib.metadata import entry_points
+
+    modules = [ep.value.split(":")[0] for ep in entry_points(group=PLUGIN_GROUP)]
+    modules += [m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",") if m.strip()]
+    for name in dict.fromkeys(modules):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken plugin must say which one, not fail somewhere later
+            from v1sweep.errors import ConfigError
+            raise ConfigError(f"plugin module {name!r} failed to import: {type(exc).__name__}: {exc}",
+                              key=PLUGIN_ENV if name in os.environ.get(PLUGIN_ENV, "") else PLUGIN_GROUP) from exc
+        _loaded_plugins.append(name)
+    return _loaded_plugins

@@ -15,9 +15,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, overload
 import yaml
 
 from v1sweep.config import adversarial as adv
-from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES
+from v1sweep.corruptions import catalog as corruption_catalog
+from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, SEVERITIES
 from v1sweep.data import catalog as data_catalog
 from v1sweep.errors import ConfigError
+from v1sweep.registry import load_plugins
 from v1sweep.config.schema import build, deep_merge, flatten, spec, to_dict, unflatten
 from v1sweep.rf import catalog as rf_catalog
 from v1sweep.trial.backbones import backbone_names
@@ -31,6 +33,7 @@ class Names(Sequence[str]):
         self._names = names
 
     def _tuple(self) -> tuple[str, ...]:
+        load_plugins()  # installed or V1SWEEP_PLUGINS plugin modules register their entries first
         return tuple(self._names())
 
     @overload
@@ -219,7 +222,7 @@ def _expand_attacks(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    corruptions: tuple[str, ...] = spec(BENCHMARK_CORRUPTIONS, choices=tuple(CORRUPTIONS))
+    corruptions: tuple[str, ...] = spec(BENCHMARK_CORRUPTIONS, choices=Names(corruption_catalog.registered))
     severities: tuple[int, ...] = spec(SEVERITIES, range=(1, 5))
     source: str = spec("generated", choices=("generated", "published"))
     path: str | None = spec(None, doc="published: CIFAR-10-C or Tiny-ImageNet-C folder")

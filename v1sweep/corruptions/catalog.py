@@ -44,9 +44,9 @@ __all__ = ["BENCHMARK_CORRUPTIONS", "CATEGORIES", "CORRUPTIONS", "EXTRA_CORRUPTI
 
 
 def category_of(name: str) -> str:
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
-    return CORRUPTIONS[name]
+    if name not in REGISTRY:
+        raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(registered())}")
+    return str(REGISTRY.meta(name)["category"])
 
 
 def registered() -> list[str]:

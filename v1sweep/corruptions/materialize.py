@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from v1sweep.corruptions.catalog import CORRUPTIONS
+from v1sweep.corruptions.catalog import registered
 from v1sweep.corruptions.params import table_for
 from v1sweep.corruptions.suite import apply, check_name, check_severity
 from v1sweep.corruptions.storage import storage_format, store_uint8
@@ -252,5 +252,5 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
 def available_pairs(folder: str | os.PathLike) -> list[tuple[str, int]]:
     """(name, severity) pairs a materialized set holds, in catalog order."""
     manifest = read_manifest(Path(folder)) or {"corruptions": {}}
-    return [(name, s) for name in CORRUPTIONS if name in manifest["corruptions"]
+    return [(name, s) for name in registered() if name in manifest["corruptions"]
             for s in manifest["corruptions"][name]["severities"]]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
-from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CATEGORIES, CORRUPTIONS
+from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CATEGORIES, category_of, registered
 
 TABLE_COLUMNS = ("corruption", "category", "severity", "accuracy", "n")
 NOISE_SEED = 0
@@ -122,7 +122,7 @@ def evaluate_corruptions(model: nn.Module, source: CorruptionSource, *, batch_si
         for name, severity in pairs:
             images, labels = source.load(name, severity)
             out = predict_topk(model, images, labels, batch_size=batch_size, device=device, k=1)
-            rows.append({"corruption": name, "category": CORRUPTIONS.get(name, "other"),
+            rows.append({"corruption": name, "category": _category(name),
                          "severity": int(severity), "accuracy": out["top1"], "n": out["n"]})
             if bar is not None:
                 bar.set_postfix_str(f"{name}/{severity} {out['top1']:.3f}", refresh=False)
@@ -160,6 +160,11 @@ def per_corruption(table: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {name: _mean(accs) for name, accs in by_name.items()}
 
 
+def _category(name: str) -> str:
+    """A registered corruption's category (plugins included), "other" for a name nobody registered."""
+    return category_of(name) if name in registered() else "other"
+
+
 def _headline_names(names: Sequence[str]) -> list[str]:
     """The corruptions averaged into the headline metrics: the benchmark 15 when any is present
     (held-out extras get their own metric but stay out of the mean, as in Hendrycks & Dietterich)."""
@@ -184,7 +189,7 @@ def summarize(table: Sequence[Mapping[str, Any]], clean_acc: float | None = None
     headline = _headline_names(list(accs))
     metrics["corruption_acc"] = _mean([accs[n] for n in headline])
     for category in CATEGORIES:
-        members = [accs[n] for n in headline if CORRUPTIONS.get(n) == category]
+        members = [accs[n] for n in headline if _category(n) == category]
         if members:
             metrics[f"corruption_acc/{category}"] = _mean(members)
     for name, acc in accs.items():
@@ -214,7 +219,7 @@ def relative_robustness(metrics: Mapping[str, float], baseline_metrics: Mapping[
             suffix = key[len("corruption_acc"):]
             out[f"relative_robustness{suffix}"] = _ratio(metrics[key] - baseline_metrics[key], baseline_metrics[key])
     names = [k.split("/", 1)[1] for k in metrics
-             if k.startswith("corruption_acc/") and k.split("/", 1)[1] in CORRUPTIONS
+             if k.startswith("corruption_acc/") and k.split("/", 1)[1] in registered()
              and k in baseline_metrics]
     names = _headline_names(names)
     if not names:
