@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from v1sweep.analysis import AnalysisError, get_analysis, list_analyses
+from v1sweep.testing.analysis import AnalysisContract
 from v1sweep.analysis import robustness as rb
 
 
@@ -364,6 +365,5 @@ def test_registry_is_light_and_resolves():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", list_analyses())
-def test_every_registered_analysis_resolves_to_a_callable(name):
-    assert callable(get_analysis(name))
+class TestEveryRegisteredAnalysis(AnalysisContract):
+    """Each registered analysis resolves to a callable (`check_analysis`) and declares its metadata."""

@@ -22,6 +22,7 @@ import services
 from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.corruptions.catalog import BENCHMARK_CORRUPTIONS, CATEGORIES
 from v1sweep.sweep.engine import FINAL_FILE, SWEEP_JSON, run_sweep
+from v1sweep.testing.sweep import SchedulerContract, SearchAlgorithmContract
 
 REPO = services.REPO
 TRIAL = {"data": {"dataset": "synthetic", "image_size": 32}, "frontend": {"visual_degrees": 1.0},
@@ -151,7 +152,7 @@ def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
 
     import optuna
 
-    from v1sweep.sweep.callback import lazy_class
+    from v1sweep.sweep.callback import NSGAIISampler  # the old path (pickled state names it) still resolves
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -159,7 +160,7 @@ def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
         x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
         return x, (1 - x) ** 2 + y
 
-    sampler = lazy_class("NSGAIISampler")(seed=3, population_size=4)
+    sampler = NSGAIISampler(seed=3, population_size=4)
     copy = pickle.loads(pickle.dumps(sampler))
     plain = optuna.samplers.NSGAIISampler(seed=3, population_size=4)
     studies = []
@@ -168,6 +169,15 @@ def test_nsga2_sampler_survives_pickling_and_keeps_sampling():
         study.optimize(objective, n_trials=12)
         studies.append([t.params for t in study.trials])
     assert studies[0] == studies[1]  # same seed, same generations: the lock is all that changed
+
+
+class TestSearchAlgorithms(SearchAlgorithmContract):
+    """Every registered search algorithm: accepted by a sweep file with its defaults, suggests inside
+    the space, a pickled copy suggests the same, bad options are refused (v1sweep.testing.sweep)."""
+
+
+class TestSchedulers(SchedulerContract):
+    """Every registered scheduler builds with its defaults and pickles."""
 
 
 class BrokenTPE(optuna.samplers.TPESampler):

@@ -14,12 +14,15 @@ layer and probe, e.g. a uniform-variant model against the biological model train
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from v1sweep.trial.models import V1Net
 
 
 def _as_matrix(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -118,7 +121,7 @@ def collect_activations(model: nn.Module, images: torch.Tensor, layers: Sequence
     try:
         for start in range(0, len(images), batch_size):
             x = (_to_unit_float(images[start:start + batch_size]) - 0.5) / 0.5
-            acts = layer_outputs(model, x.to(device), list(layers))
+            acts = layer_outputs(cast("V1Net", model), x.to(device), list(layers))
             for name in layers:
                 a = acts[name].float()
                 if a.ndim == 4 and pool is not None:

@@ -91,7 +91,8 @@ class GratingProtocol:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(radii, sfs, orientations, phases): the layout of the response tensor's condition axes."""
-        return (len(self.radii), len(self.sfs), len(self.orientations), len(self.phases))
+        radii = self.radii if self.radii is not None else ()  # never None after __post_init__
+        return (len(radii), len(self.sfs), len(self.orientations), len(self.phases))
 
     def __len__(self) -> int:
         return int(np.prod(self.shape))
@@ -119,15 +120,15 @@ def make_gratings(sf: np.ndarray | Sequence[float], orientation: np.ndarray | Se
 
     sf in cpd, orientation/phase in degrees, radius in degrees (aperture; mid-grey 0.5 outside).
     """
-    sf, ori, ph, rad = (torch.as_tensor(np.asarray(v, dtype=np.float64)).reshape(-1, 1, 1)
-                        for v in (sf, orientation, phase, radius))
+    sf_t, ori, ph, rad = (torch.as_tensor(np.asarray(v, dtype=np.float64)).reshape(-1, 1, 1)
+                          for v in (sf, orientation, phase, radius))
     ppd = image_size / visual_degrees
     cy, cx = center if center is not None else (image_size // 2, image_size // 2)
     idx = torch.arange(image_size, dtype=torch.float64)
     y = ((idx - cy) / ppd).reshape(1, -1, 1)
     x = ((idx - cx) / ppd).reshape(1, 1, -1)
     theta = torch.deg2rad(ori)
-    carrier = torch.cos(2 * np.pi * sf * (y * torch.cos(theta) + x * torch.sin(theta)) + torch.deg2rad(ph))
+    carrier = torch.cos(2 * np.pi * sf_t * (y * torch.cos(theta) + x * torch.sin(theta)) + torch.deg2rad(ph))
     inside = (x ** 2 + y ** 2) <= rad ** 2
     img = torch.where(inside, 0.5 + 0.5 * contrast * carrier, torch.full_like(carrier, 0.5))
     return img.to(dtype)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,11 @@ import torch
 from torch import nn
 
 from v1sweep.analysis.gratings import GratingProtocol, iter_grating_batches, make_gratings, to_model_input
+
+if TYPE_CHECKING:
+    from v1sweep.analysis.v1_benchmarks import V1Benchmark
+    from v1sweep.frontend import VOneBlock
+    from v1sweep.trial.models import V1Net
 
 PROPERTY_COLUMNS = ("preferred_orientation", "circular_variance", "orientation_bandwidth",
                     "orth_pref_ratio", "peak_sf", "sf_bandwidth", "sf_bandwidth_octaves",
@@ -59,7 +64,7 @@ def _read_units(out: torch.Tensor, position: tuple[int, int] | None) -> torch.Te
     return out[:, :, i, j]
 
 
-def _vone_at(block: nn.Module, position: tuple[int, int] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _vone_at(block: VOneBlock, position: tuple[int, int] | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The V1 block's response at one output position, (B, 3, H, W) -> (B, units), computed from the
     ksize x ksize input patch it reads instead of the whole map (~(H/stride)^2 times less work).
 
@@ -76,8 +81,9 @@ def _vone_at(block: nn.Module, position: tuple[int, int] | None) -> Callable[[to
     i, j = position if position is not None else (h_out // 2, h_out // 2)
     if not (0 <= i < h_out and 0 <= j < h_out):
         raise ValueError(f"position {(i, j)} is outside the {h_out}x{h_out} output map")
-    kern = block.kernels.detach().reshape(len(color), k * k)
-    quad = block.kernels_quadrature.detach().reshape(-1, k * k)
+    # buffers (typed `Tensor | Module` through `nn.Module.__getattr__`)
+    kern = cast(torch.Tensor, block.kernels).detach().reshape(len(color), k * k)
+    quad = cast(torch.Tensor, block.kernels_quadrature).detach().reshape(-1, k * k)
     # per colour: (units reading it, their phase kernels^T, complex units among them, quadrature^T)
     per_colour = []
     for c in range(3):
@@ -123,7 +129,7 @@ def _forward_fn(model: nn.Module, layer: str | None, position: tuple[int, int] |
     from v1sweep.trial.models import layer_outputs
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return _read_units(layer_outputs(model, x, [layer])[layer], position)
+        return _read_units(layer_outputs(cast("V1Net", model), x, [layer])[layer], position)
 
     return fn
 
@@ -159,7 +165,7 @@ def measure_responses(model: nn.Module, protocol: GratingProtocol, *, layer: str
 
 
 # ----------------------------------------------------------------------------- property formulas
-def circular_variance(curve: np.ndarray, orientations_deg: Sequence[float]) -> np.ndarray:
+def circular_variance(curve: np.ndarray, orientations_deg: Sequence[float] | np.ndarray) -> np.ndarray:
     """1 - |sum r e^{2i theta}| / sum |r| along the last axis (Ringach 2002)."""
     curve = np.asarray(curve, dtype=np.float64)
     theta = np.deg2rad(np.asarray(orientations_deg, dtype=np.float64))
@@ -173,7 +179,7 @@ def _first_crossing(values: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np
     """values (U, K+1) walking away from the peak (column 0); fractional index where it first drops
     below thr (linear interpolation between samples) and whether it ever does."""
     below = values < thr[:, None]
-    found = below.any(1)
+    found = np.asarray(below.any(1))
     k = np.where(found, below.argmax(1), 1)
     rows = np.arange(len(values))
     v0, v1 = values[rows, k - 1], values[rows, k]
@@ -219,7 +225,7 @@ def _parabolic_offset(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> n
     return np.clip(off, -0.5, 0.5)
 
 
-def preferred_orientation(curve: np.ndarray, orientations_deg: Sequence[float]) -> np.ndarray:
+def preferred_orientation(curve: np.ndarray, orientations_deg: Sequence[float] | np.ndarray) -> np.ndarray:
     """Argmax orientation refined by a periodic parabola, degrees in [0, 180)."""
     curve = np.atleast_2d(np.asarray(curve, dtype=np.float64))
     ori = np.asarray(orientations_deg, dtype=np.float64)
@@ -370,7 +376,7 @@ def benchmark_ceiling(counts: Sequence[float], n: int, draws: int, rng: np.rando
             "resolvable": bool(np.quantile(ceil, 0.025) > np.quantile(flat, 0.975))}
 
 
-def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = None, *,
+def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[str | V1Benchmark] | None = None, *,
                   n_boot: int = 0, seed: int = 0, ceiling_draws: int = 0) -> pd.DataFrame:
     """Score each property's distribution against the published V1 histogram (Brain-Score style,
     `v1sweep.rf.similarity.ks_similarity`). With `n_boot` > 0 the score is averaged over bootstrap
@@ -387,7 +393,7 @@ def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = Non
     for name in (benchmarks if benchmarks is not None else list_benchmarks()):
         bench = get_benchmark(name)
         values = bench.select(units)
-        row = {"benchmark": bench.name, "property": bench.property, "cells": bench.cells,
+        row: dict[str, Any] = {"benchmark": bench.name, "property": bench.property, "cells": bench.cells,
                "source": bench.citation, "n_model": int(len(values)),
                "n_data": int(bench.n) if bench.counts is not None else 0,
                "model_median": float(np.median(values)) if len(values) else float("nan"),
@@ -419,14 +425,14 @@ def compare_to_v1(units: pd.DataFrame, benchmarks: Sequence[object] | None = Non
 def electrophysiology(model: nn.Module, *, image_size: int, visual_degrees: float, layer: str | None = None,
                       position: tuple[int, int] | None = None, radii: Sequence[float] | None = None,
                       sfs: Sequence[float] | None = None, batch_size: int = 256,
-                      benchmarks: Sequence[object] | None = None, n_boot: int = 0, seed: int = 0,
+                      benchmarks: Sequence[str | V1Benchmark] | None = None, n_boot: int = 0, seed: int = 0,
                       fast: bool = True, ceiling_draws: int = 0) -> ElectrophysiologyResult:
     """Run the grating protocol on `model` (or its `layer`), measure every unit, score against V1.
 
     Radii default to a quarter, half and all of the image's half-width (`gratings.default_radii`);
     fewer radii or SFs make it proportionally faster. `ceiling_draws` > 0 adds each score's
     same-size data ceiling, normalised score and resolvability (`compare_to_v1`)."""
-    kwargs = {} if sfs is None else {"sfs": tuple(sfs)}
+    kwargs: dict[str, Any] = {} if sfs is None else {"sfs": tuple(sfs)}
     protocol = GratingProtocol(image_size=image_size, visual_degrees=visual_degrees,
                                radii=None if radii is None else tuple(radii), **kwargs)
     resp, base = measure_responses(model, protocol, layer=layer, position=position, batch_size=batch_size,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -102,17 +102,17 @@ def bootstrap_ci(values: Sequence[float], stat: Callable[..., np.ndarray] = np.m
 def relative_difference(a: Sequence[float], b: Sequence[float], *, n_boot: int = N_BOOT, ci: float = 0.95,
                         seed: int = 0) -> tuple[float, float, float]:
     """(mean(a) - mean(b)) / mean(b) and its two-sample percentile-bootstrap CI (a, b resampled apart)."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0 or b.mean() == 0:
+    av = np.asarray(a, dtype=float)
+    bv = np.asarray(b, dtype=float)
+    av, bv = av[np.isfinite(av)], bv[np.isfinite(bv)]
+    if av.size == 0 or bv.size == 0 or bv.mean() == 0:
         return float("nan"), float("nan"), float("nan")
-    value = float((a.mean() - b.mean()) / b.mean())
-    if a.size < 2 or b.size < 2:
+    value = float((av.mean() - bv.mean()) / bv.mean())
+    if av.size < 2 or bv.size < 2:
         return value, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    ma = a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(axis=1)
-    mb = b[rng.integers(0, b.size, size=(n_boot, b.size))].mean(axis=1)
+    ma = av[rng.integers(0, av.size, size=(n_boot, av.size))].mean(axis=1)
+    mb = bv[rng.integers(0, bv.size, size=(n_boot, bv.size))].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         boots = (ma - mb) / mb
     return (value, *_percentiles(boots, ci))
@@ -147,13 +147,13 @@ def partial_corr(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> 
 
     The p-value uses Student's t with n - 3 degrees of freedom (one controlled variable).
     """
-    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
-    n = x.size
+    xv, yv, zv = (np.asarray(v, dtype=float) for v in (x, y, z))
+    n = xv.size
     if n < 4:
         return float("nan"), float("nan")
-    design = np.column_stack([np.ones(n), z])
-    rx = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
-    ry = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    design = np.column_stack([np.ones(n), zv])
+    rx = xv - design @ np.linalg.lstsq(design, xv, rcond=None)[0]
+    ry = yv - design @ np.linalg.lstsq(design, yv, rcond=None)[0]
     r = float(_rowwise_pearson(rx[None], ry[None])[0])
     if not np.isfinite(r):
         return float("nan"), float("nan")
@@ -167,20 +167,20 @@ def partial_corr(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> 
 def correlation_ci(x: Sequence[float], y: Sequence[float], kind: str = "pearson", *, z: Sequence[float] | None = None,
                    n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap CI of a correlation ('pearson' | 'spearman' | 'partial' with `z`), pairs resampled."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = x.size
+    xv, yv = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = xv.size
     if n < 3 or (kind == "partial" and n < 4):
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
     if kind == "pearson":
-        boots = _rowwise_pearson(x[idx], y[idx])
+        boots = _rowwise_pearson(xv[idx], yv[idx])
     elif kind == "spearman":
-        boots = _rowwise_pearson(stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1))
+        boots = _rowwise_pearson(stats.rankdata(xv[idx], axis=1), stats.rankdata(yv[idx], axis=1))
     elif kind == "partial":
         if z is None:
             raise ValueError("kind 'partial' needs z")
-        boots = _rowwise_partial(x[idx], y[idx], np.asarray(z, dtype=float)[idx])
+        boots = _rowwise_partial(xv[idx], yv[idx], np.asarray(z, dtype=float)[idx])
     else:
         raise ValueError(f"unknown correlation kind {kind!r}; allowed: pearson, spearman, partial")
     return _percentiles(boots, ci)
@@ -291,7 +291,7 @@ def compare(a: pd.Series, b: pd.Series, *, ci: float = 0.95, precision: float = 
     half-width of `precision` would need at the observed variance.
     """
     a, b = a[np.isfinite(a.to_numpy(dtype=float))], b[np.isfinite(b.to_numpy(dtype=float))]
-    out = {"method": "none", "n_reference": int(a.size), "n_other": int(b.size), "n_pairs": 0,
+    out: dict[str, Any] = {"method": "none", "n_reference": int(a.size), "n_other": int(b.size), "n_pairs": 0,
            "mean_reference": float(a.mean()) if a.size else float("nan"),
            "mean_other": float(b.mean()) if b.size else float("nan"), "rel_diff": float("nan"),
            "se": float("nan"), "df": float("nan"), "ci_lo": float("nan"), "ci_hi": float("nan"),
@@ -562,7 +562,7 @@ def alpha_curves(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, ci: float
             curve_rows.append(row)
         x, y = data["alpha"].to_numpy(dtype=float), data["y"].to_numpy(dtype=float)
         slopes = _seed_slopes(x, y, data["seed"].to_numpy())
-        trend = {"param": key, "metric": metric, "n": int(x.size), "n_seeds": int(slopes.size)}
+        trend: dict[str, Any] = {"param": key, "metric": metric, "n": int(x.size), "n_seeds": int(slopes.size)}
         trend["slope"] = float(slopes.mean()) if slopes.size else float("nan")
         trend["slope_lo"], trend["slope_hi"] = st.t_interval(slopes, ci)
         trend["slope_p"] = (float(stats.ttest_1samp(slopes, 0.0).pvalue)
@@ -655,9 +655,10 @@ def analyze_frame(frame: pd.DataFrame, metric: str = DEFAULT_METRIC, *, control:
     keys = pair_keys(frame, columns)
     variants = variant_summary(frame, metric, labels=labels, ci=ci)
     has_clean = bool(control) and f"metrics.{control}" in frame.columns
-    clean = (variant_summary(frame, control, labels=labels, ci=ci) if has_clean
+    control_metric = control or ""  # read only when has_clean, i.e. when control is set
+    clean = (variant_summary(frame, control_metric, labels=labels, ci=ci) if has_clean
              else variant_summary(frame.iloc[:0], metric))
-    rel_metrics = [metric] + ([control] if has_clean and control != metric else [])
+    rel_metrics = [metric] + ([control_metric] if has_clean and control != metric else [])
     relative = relative_differences(frame, rel_metrics, ci=ci, keys=keys)
     corr = correlations(frame, metric, control=control if has_clean else None, labels=labels, ci=ci)
     cats = category_breakdown(frame, labels=labels, ci=ci)

@@ -21,6 +21,7 @@ and how many seeds a chosen precision needs.
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -158,7 +159,7 @@ def pearson_test(x: ArrayLike, y: ArrayLike, ci: float = 0.95, k: int = 0
     return r, p, lo, hi
 
 
-def centre_by(values: np.ndarray, groups: ArrayLike) -> np.ndarray:
+def centre_by(values: np.ndarray, groups: Iterable[Any]) -> np.ndarray:
     """Each value minus its group's mean (the within-group part of a variable)."""
     v = np.asarray(values, dtype=float)
     g = np.asarray([str(x) for x in groups])

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,9 @@ from scipy import stats
 from torch import nn
 
 from v1sweep.rf.params import RFParams
+
+if TYPE_CHECKING:
+    from v1sweep.trial.models import V1Net
 
 GROUPINGS = ("sf", "orientation", "cell_type")
 EvalFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
@@ -178,7 +181,8 @@ def downstream_accuracy(model: nn.Module, acts: torch.Tensor, labels: torch.Tens
             if idx is not None:
                 a = a.clone()
                 a[:, idx] = 0
-            logits = model.head(model.body(model.bottleneck(a)))
+            net = cast("V1Net", model)  # a V1Net (see the docstring)
+            logits = net.head(net.body(net.bottleneck(a)))
             correct += int((logits.argmax(1).cpu() == labels[s:s + batch_size].cpu()).sum())
     finally:
         model.train(was_training)
@@ -310,7 +314,7 @@ def compare_variants(models: Mapping[str, nn.Module], rf_by_model: Mapping[str, 
             lab = labels_by[variant][by]
             for group in _ordered(by, lab):
                 idx = np.flatnonzero(lab == group)
-                row = {"variant": variant, "grouping": by, "group": group, "n_units": len(idx),
+                row: dict[str, Any] = {"variant": variant, "grouping": by, "group": group, "n_units": len(idx),
                        "unit_fraction": len(idx) / len(lab)}
                 row.update(_response_stats(act_clean, act_corrupt, idx))
                 share = float((col_norm[idx] ** 2).sum()) / total_sq if total_sq > 0 else float("nan")

@@ -10,6 +10,7 @@ entries carry `counts=None` (reported, not scored) until a user supplies counts 
 """
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -47,7 +48,7 @@ class V1Benchmark:
                 raise ValueError(f"benchmark {self.name!r}: need {len(e) - 1} non-negative counts, "
                                  f"got {self.counts}")
 
-    @property
+    @builtins.property  # the field `property` shadows the decorator's name in this class body
     def n(self) -> int:
         return int(round(sum(self.counts))) if self.counts is not None else 0
 

@@ -55,7 +55,7 @@ def _images(n: int, size: int, seed: int):
     try:
         from v1sweep.data.synthetic import generate
     except ImportError:  # the data package is optional for this benchmark
-        generate = None
+        generate = None  # type: ignore[assignment]  # no data package: random images below
     if generate is not None:
         return generate(n, size, seed, "test")[0]
     import torch

@@ -13,6 +13,7 @@ import argparse
 import math
 import statistics
 import time
+from typing import Any
 
 HELP = "V1 front-end: fast VOneBlock vs the naive dense formulation (img/s, speedup, max rel. diff)"
 
@@ -48,7 +49,7 @@ def _rf(n_simple: int, n_complex: int, seed: int, nyquist: float):
     try:
         from v1sweep.rf import sample
     except ImportError:
-        sample = None
+        sample = None  # type: ignore[assignment]  # a tree without rf.sample: fixed RFs below
     if sample is not None:
         options = {} if nyquist >= 11.5 else {"sf_max": nyquist}
         return sample("biological", n_simple, n_complex, seed, **options), "v1sweep.rf.sample('biological')"
@@ -67,7 +68,7 @@ def naive_weights(rf, *, image_size: int, visual_degrees: float, ksize: int):
 
     from v1sweep.frontend import gabor_kernels
 
-    geom = dict(image_size=image_size, visual_degrees=visual_degrees, ksize=ksize)
+    geom: dict[str, Any] = dict(image_size=image_size, visual_degrees=visual_degrees, ksize=ksize)
     n = len(rf)
     rows, cols = torch.arange(n), torch.as_tensor(rf.color, dtype=torch.long)
     w0 = torch.zeros(n, 3, ksize, ksize)

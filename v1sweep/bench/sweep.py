@@ -15,6 +15,7 @@ reported separately).
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(args.keep or tmp).absolute()
         root.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR",
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.ERROR,
                  log_to_driver=False)
         startup = time.perf_counter() - t0
         from mlflow.tracking import MlflowClient

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HELP = "training images/s: resident tensors + on-device augmentation + bf16 vs a PIL DataLoader fp32 baseline"
 
@@ -59,6 +59,10 @@ def naive_vone(block: Any) -> Any:
     from v1sweep.frontend.gabor import gabor_kernels
 
     class NaiveVOne(nn.Module):
+        w0: torch.Tensor
+        w1: torch.Tensor
+        simple_mask: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             rf = block.rf
@@ -167,7 +171,7 @@ def _smoke_epoch(log: Any) -> None:
     from v1sweep.data import load_dataset
     from v1sweep.trial.models import build_model
     from v1sweep.trial.training import fit, seed_everything
-    from v1sweep.trial.run import _make_loader, sample_rf
+    from v1sweep.trial.run import make_loader, sample_rf
 
     path = Path(__file__).resolve().parents[2] / "sweeps" / "trials" / "smoke.yaml"
     if not path.exists():
@@ -178,7 +182,7 @@ def _smoke_epoch(log: Any) -> None:
     rf = sample_rf(config)
     seed_everything(config.train.seed)
     model = build_model(config, rf, len(data.classes))
-    loader = _make_loader(config, data.train_images, data.train_labels, torch.device("cpu"))
+    loader = make_loader(config, data.train_images, data.train_labels, torch.device("cpu"))
     cpu0 = time.process_time()
     history = fit(model, loader, config=config.train, log=None, device="cpu")
     h = history[0]
@@ -233,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         naive_model.vone = naive_vone(naive_model.vone)
         naive_model.to(device)
         dataset = _JpegDataset(images, labels)
-        dl = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=workers, pin_memory=cuda,
+        dl: DataLoader[Any] = DataLoader(cast(Any, dataset), batch_size=args.batch, shuffle=True, num_workers=workers, pin_memory=cuda,
                         drop_last=True, persistent_workers=workers > 0)
         naive_loader = _time_loader(_Cycle(dl), device, min(steps, 50))
         naive = _time_steps(naive_model, _Cycle(dl), device, amp=False, channels_last=False, steps=steps,

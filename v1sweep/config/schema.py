@@ -1,8 +1,10 @@
 """Build frozen dataclasses from plain dicts, with errors that name the file, the key and what is allowed.
 
 Fields declare their constraints in `metadata` through `spec()`:
-``choices`` (allowed values), ``range`` (inclusive bounds, ``None`` for open), ``odd`` (odd ints).
-The same machinery serves trial configs and sweep files, so both report mistakes alike.
+``choices`` (allowed values, or a callable returning them when a file is validated, for names
+registered by plugins), ``range`` (inclusive bounds, ``None`` for open), ``odd`` (odd ints).
+The same machinery serves trial configs and sweep files, so both report mistakes alike: `build`
+reads a whole section, `coerce` + `check_constraints` one value, `lookup` finds a dotted field.
 """
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from v1sweep.errors import ConfigError
+from v1sweep.registry import load_plugins
 
 
-def spec(default: Any = dataclasses.MISSING, *, choices: Collection[Any] | None = None,
+def spec(default: Any = dataclasses.MISSING, *, choices: Collection[Any] | Callable[[], Collection[Any]] | None = None,
          range: tuple[float | None, float | None] | None = None, odd: bool = False,
          doc: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with validation metadata."""
@@ -68,8 +71,8 @@ def build(cls: type, data: Any, *, file: str | None = None, prefix: str = "") ->
 
 
 def _convert(hint: Any, value: Any, field: dataclasses.Field, *, file: str | None, key: str) -> Any:
-    value = _coerce(hint, value, file=file, key=key)
-    _check_constraints(value, field.metadata, file=file, key=key)
+    value = coerce(hint, value, file=file, key=key)
+    check_constraints(value, field.metadata, file=file, key=key)
     return value
 
 
@@ -77,7 +80,8 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def _coerce(hint: Any, value: Any, *, file: str | None, key: str) -> Any:
+def coerce(hint: Any, value: Any, *, file: str | None, key: str) -> Any:
+    """`value` as type `hint` (unions, nested dataclasses, tuples, dicts, scalars); ConfigError if not."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -88,17 +92,17 @@ def _coerce(hint: Any, value: Any, *, file: str | None, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, file=file, key=key)
+                return coerce(arg, value, file=file, key=key)
             except ConfigError as exc:
                 errors.append(exc)
         raise errors[-1]
     if dataclasses.is_dataclass(hint):
-        return build(hint, value, file=file, prefix=f"{key}.")
+        return build(typing.cast(type, hint), value, file=file, prefix=f"{key}.")
     if origin is tuple:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"expected a list, got {value!r}", file=file, key=key)
         item = args[0] if args else Any
-        return tuple(_coerce(item, v, file=file, key=f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(coerce(item, v, file=file, key=f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"expected a mapping, got {value!r}", file=file, key=key)
@@ -126,12 +130,16 @@ def _coerce(hint: Any, value: Any, *, file: str | None, key: str) -> Any:
     raise ConfigError(f"cannot read a value of type {_type_name(hint)}", file=file, key=key)
 
 
-def _check_constraints(value: Any, meta: Mapping, *, file: str | None, key: str) -> None:
+def check_constraints(value: Any, meta: Mapping, *, file: str | None, key: str) -> None:
+    """The `spec()` constraints of a field's `meta` (choices, range, odd) on a coerced `value`."""
     if value is None:
         return
     items = value if isinstance(value, tuple) else (value,)
+    choices = meta.get("choices")
+    if callable(choices):  # a registry's names, read now: plugin modules register theirs first
+        load_plugins()
+        choices = tuple(choices())
     for item in items:
-        choices = meta.get("choices")
         if choices is not None and item not in choices:
             hint = closest(str(item), [str(c) for c in choices]) if isinstance(item, str) else ""
             raise ConfigError(f"{item!r} is not allowed{hint}; allowed: {', '.join(map(str, choices))}",
@@ -148,6 +156,50 @@ def _check_constraints(value: Any, meta: Mapping, *, file: str | None, key: str)
             within = f" in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
             raise ConfigError(f"{item!r} must be odd; allowed: odd integers{within} (e.g. {item - 1} or {item + 1})",
                               file=file, key=key)
+
+
+class UnknownField(LookupError):
+    """`lookup` found no field: `reason` is "unknown" (no such name), "section" (the name is a
+    nested dataclass, `section` it), or "scalar" (a dotted path continues past a plain field)."""
+
+    def __init__(self, dotted: str, reason: str, section: Any = None) -> None:
+        self.dotted = dotted
+        self.reason = reason
+        self.section = section
+        super().__init__(f"{dotted}: {reason}")
+
+
+def lookup(cls: Any, dotted: str) -> tuple[Any, dataclasses.Field]:
+    """(type hint, field) of the dotted key of dataclass `cls` (``"rf.strategy"``); `UnknownField`
+    otherwise, so each caller words the error for its own file."""
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            raise UnknownField(dotted, "unknown")
+        hint = typing.get_type_hints(cls)[part]
+        last = i == len(parts) - 1
+        if dataclasses.is_dataclass(hint):
+            if last:
+                raise UnknownField(dotted, "section", hint)
+            cls = hint
+            continue
+        if not last:
+            raise UnknownField(dotted, "scalar")
+        return hint, fields[part]
+    raise AssertionError(dotted)
+
+
+def is_int_hint(hint: Any) -> bool:
+    """`int` or `int | None`."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args == [int]
+
+
+def is_number_hint(hint: Any) -> bool:
+    """int, float, or an optional of them."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return all(a in (int, float) for a in args)
 
 
 def to_dict(obj: Any) -> Any:

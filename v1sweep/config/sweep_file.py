@@ -32,8 +32,10 @@ from v1sweep.config import trial as trial_config
 from v1sweep.config.trial import TrialConfig
 from v1sweep.config.adversarial import ADV_PREFIX
 from v1sweep.errors import ConfigError
-from v1sweep.config.schema import (_check_constraints, _coerce, build, closest, deep_merge, spec, to_dict,
-                            unflatten)
+from v1sweep.config.schema import (UnknownField, build, check_constraints, closest, coerce, deep_merge,
+                                   is_int_hint, is_number_hint, lookup, spec, to_dict, unflatten)
+from v1sweep.sweep.algorithms import SEARCH_ALGORITHMS, SEARCH_OPTIONS, Option, algorithm_names
+from v1sweep.sweep.schedulers import SCHEDULER_OPTIONS, SCHEDULERS, scheduler_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,16 +51,12 @@ def _bundle_root() -> Path:
 BUNDLE_ROOT = _bundle_root()
 SWEEPS_DIR = BUNDLE_ROOT / "sweeps"
 SEARCH_SPACES_DIR = BUNDLE_ROOT / "search_spaces"
-ALGORITHMS = ("grid", "random", "optuna", "optuna-multi")
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
-MODES = ("max", "min")
 DEFAULT_TRIAL_FUNCTION = "v1sweep.trial:run_trial"
 # Final metrics a search may optimise (docs/architecture.md, "trial"); prefixes take a sub-name.
 FINAL_METRICS = ("clean_acc", "clean_top5", "corruption_acc", "rf_similarity", "train_images_per_s",
                  "wall_time_s")
 FINAL_METRIC_PREFIXES = ("corruption_acc/", "rf_similarity/", "rf_wasserstein/", ADV_PREFIX)
-# Per-epoch metrics a scheduler (ASHA) can compare at its rungs.
-EPOCH_METRICS = ("val_acc", "train_acc", "train_loss")
 # Trial keys holding paths: made absolute against the working directory when the sweep is loaded.
 PATH_KEYS = ("data.path", "data.cache_dir", "eval.path", "eval.cache_dir", "rf.custom_path")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -68,27 +66,40 @@ _MAX_CHECKED_COMBINATIONS = 2048
 # ---------------------------------------------------------------------------------------------
 # Sections of a sweep file
 # ---------------------------------------------------------------------------------------------
+def _option(option: Option) -> Any:
+    """The dataclass field of a ``search:`` / ``scheduler:`` option its catalogue declares."""
+    return spec(option.default, choices=option.choices, range=option.range, doc=option.doc)
+
+
+def _doc(registry: Any) -> str:
+    return " | ".join(f"{name} ({meta['description']})" for name, meta in registry.catalogue().items())
+
+
 @dataclass(frozen=True)
 class SearchSpec:
-    algorithm: str = spec("grid", choices=ALGORITHMS, doc="grid | random | optuna (TPE) | optuna-multi (NSGA-II)")
-    metric: str | None = spec(None, doc="optuna: the final metric to optimise (e.g. corruption_acc)")
-    mode: str = spec("max", choices=MODES)
-    metrics: tuple[str, ...] = spec((), doc="optuna-multi: the objectives (two or more final metrics)")
-    modes: tuple[str, ...] = spec((), choices=MODES, doc="optuna-multi: one mode per objective (default max)")
-    num_samples: int = spec(1, range=(1, 100000), doc="grid: repeats of the whole grid; random/optuna: trials")
-    max_concurrent: int | None = spec(None, range=(1, 10000), doc="trials running at once (default: all that fit)")
-    seed: int | None = spec(None, range=(0, None), doc="sampler seed (random, optuna)")
+    """``search:``; the algorithms and their options are declared in `v1sweep.sweep.algorithms`."""
+    algorithm: str = spec("grid", choices=algorithm_names, doc=_doc(SEARCH_ALGORITHMS))
+    metric: str | None = _option(SEARCH_OPTIONS["metric"])
+    mode: str = _option(SEARCH_OPTIONS["mode"])
+    metrics: tuple[str, ...] = _option(SEARCH_OPTIONS["metrics"])
+    modes: tuple[str, ...] = _option(SEARCH_OPTIONS["modes"])
+    num_samples: int = _option(SEARCH_OPTIONS["num_samples"])
+    max_concurrent: int | None = _option(SEARCH_OPTIONS["max_concurrent"])
+    seed: int | None = _option(SEARCH_OPTIONS["seed"])
 
     def validate(self) -> None:
-        if self.algorithm == "optuna":
+        kind = SEARCH_ALGORITHMS.meta(self.algorithm)["objectives"]
+        if kind == "single":
             if not self.metric:
-                raise ConfigError("optuna needs a metric to optimise; allowed: " + _metric_list(),
+                raise ConfigError(f"{self.algorithm} needs a metric to optimise; allowed: " + _metric_list(),
                                   key="search.metric")
             if self.metrics:
-                raise ConfigError("'metrics' is for optuna-multi; optuna takes one 'metric'", key="search.metrics")
-        if self.algorithm == "optuna-multi":
+                multi = [n for n, m in SEARCH_ALGORITHMS.catalogue().items() if m["objectives"] == "multi"]
+                raise ConfigError(f"'metrics' is for {' / '.join(multi) or 'multi-objective algorithms'}; "
+                                  f"{self.algorithm} takes one 'metric'", key="search.metrics")
+        if kind == "multi":
             if len(self.metrics) < 2:
-                raise ConfigError("optuna-multi needs two or more objectives in 'metrics' "
+                raise ConfigError(f"{self.algorithm} needs two or more objectives in 'metrics' "
                                   "(e.g. [clean_acc, corruption_acc])", key="search.metrics")
             if self.modes and len(self.modes) != len(self.metrics):
                 raise ConfigError(f"{len(self.modes)} modes for {len(self.metrics)} metrics; give one "
@@ -99,7 +110,7 @@ class SearchSpec:
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """(metric, mode) pairs the search optimises ([] for grid / random without a metric)."""
-        if self.algorithm == "optuna-multi":
+        if SEARCH_ALGORITHMS.meta(self.algorithm)["objectives"] == "multi":
             modes = list(self.modes) or ["max"] * len(self.metrics)
             return list(zip(self.metrics, modes))
         return [(self.metric, self.mode)] if self.metric else []
@@ -107,12 +118,13 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    type: str = spec("fifo", choices=("fifo", "asha"), doc="fifo: run every trial to the end; asha: stop weak ones early")
-    metric: str = spec("val_acc", choices=EPOCH_METRICS, doc="asha: the per-epoch metric compared at each rung")
-    mode: str = spec("max", choices=MODES)
-    grace_period: int = spec(1, range=(1, 100000), doc="asha: epochs before a trial can be stopped")
-    reduction_factor: float = spec(2.0, range=(1.01, 100), doc="asha: keep 1/reduction_factor at each rung")
-    max_t: int | None = spec(None, range=(1, 100000), doc="asha: epochs of a full trial (default train.epochs)")
+    """``scheduler:``; the schedulers and their options are declared in `v1sweep.sweep.schedulers`."""
+    type: str = spec("fifo", choices=scheduler_names, doc=_doc(SCHEDULERS))
+    metric: str = _option(SCHEDULER_OPTIONS["metric"])
+    mode: str = _option(SCHEDULER_OPTIONS["mode"])
+    grace_period: int = _option(SCHEDULER_OPTIONS["grace_period"])
+    reduction_factor: float = _option(SCHEDULER_OPTIONS["reduction_factor"])
+    max_t: int | None = _option(SCHEDULER_OPTIONS["max_t"])
 
 
 @dataclass(frozen=True)
@@ -203,25 +215,6 @@ class Domain:
         if self.kind == "randint":
             hi = hi - 1
         return [lo, hi] if lo != hi else [lo]
-
-    def to_tune(self, int_field: bool = False) -> Any:
-        """The Ray Tune domain (imported lazily)."""
-        from ray import tune
-
-        if self.kind == "grid":
-            return tune.grid_search(list(self.values))
-        if self.kind == "choice":
-            return tune.choice(list(self.values))
-        if self.kind == "uniform":
-            return tune.uniform(*self.bounds)
-        if self.kind == "loguniform":
-            return tune.loguniform(*self.bounds)
-        if self.kind == "randint":
-            return tune.randint(*self.bounds)
-        lo, hi, q = self.bounds
-        if int_field:
-            return tune.qrandint(int(lo), int(hi), int(q))
-        return tune.quniform(lo, hi, q)
 
 
 def format_value(value: Any) -> str:
@@ -568,7 +561,7 @@ def _merge_entries(entries: Mapping[str, Any], *, file: str | None, space: dict[
         key = ",".join(split_key(str(raw_key)))
         keys = split_key(key)
         for k in keys:
-            _field_of(k, file=file, space_key=f"space.{key}")
+            field_of(k, file=file, space_key=f"space.{key}")
         if len(set(keys)) != len(keys):
             raise ConfigError("a tied key names the same parameter twice", file=file, key=f"space.{key}")
         for other in list(space):
@@ -582,49 +575,36 @@ def _merge_entries(entries: Mapping[str, Any], *, file: str | None, space: dict[
 _SECTION_CLASSES = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
 
 
-def _field_of(dotted: str, *, file: str | None, space_key: str) -> tuple[Any, dataclasses.Field]:
+def field_of(dotted: str, *, file: str | None = None, space_key: str | None = None) -> tuple[Any, dataclasses.Field]:
     """(type hint, field) of a dotted TrialConfig key; ConfigError naming valid keys otherwise."""
-    valid = [k for k, _d, _doc in trial_config.field_docs()]
-    parts = dotted.split(".")
-    cls: Any = TrialConfig
-    for i, part in enumerate(parts):
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        if part not in fields:
-            raise ConfigError(f"unknown trial key {dotted!r}{closest(dotted, valid)}; a space entry names a "
-                              f"dotted trial config key, e.g. rf.strategy, frontend.k_exc, train.seed",
-                              file=file, key=space_key)
-        hint = hints[part]
-        if dataclasses.is_dataclass(hint):
-            if i == len(parts) - 1:
-                raise ConfigError(f"{dotted!r} is a section; name one of its keys, e.g. "
-                                  f"{dotted}.{dataclasses.fields(hint)[0].name}", file=file, key=space_key)
-            cls = hint
-            continue
-        if i != len(parts) - 1:
-            raise ConfigError(f"unknown trial key {dotted!r}{closest(dotted, valid)}", file=file, key=space_key)
-        return hint, fields[part]
-    raise AssertionError(dotted)
+    key = space_key or dotted
+    try:
+        return lookup(TrialConfig, dotted)
+    except UnknownField as exc:
+        valid = [k for k, _d, _doc in trial_config.field_docs()]
+        if exc.reason == "section":
+            raise ConfigError(f"{dotted!r} is a section; name one of its keys, e.g. "
+                              f"{dotted}.{dataclasses.fields(exc.section)[0].name}", file=file, key=key) from None
+        if exc.reason == "scalar":
+            raise ConfigError(f"unknown trial key {dotted!r}{closest(dotted, valid)}", file=file, key=key) from None
+        raise ConfigError(f"unknown trial key {dotted!r}{closest(dotted, valid)}; a space entry names a "
+                          f"dotted trial config key, e.g. rf.strategy, frontend.k_exc, train.seed",
+                          file=file, key=key) from None
 
 
-def _is_int_field(hint: Any) -> bool:
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args == [int]
-
-
-def _is_number_field(hint: Any) -> bool:
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return all(a in (int, float) for a in args)
+def is_int_field(hint: Any) -> bool:
+    """The trial field holds integers (a quniform domain then draws integers)."""
+    return is_int_hint(hint)
 
 
 def _check_value(keys: list[str], value: Any, *, file: str | None, key: str, what: str = "") -> Any:
     out = value
     for k in keys:
-        hint, field = _field_of(k, file=file, space_key=key)
+        hint, field = field_of(k, file=file, space_key=key)
         label = f"{key} ({k})" if len(keys) > 1 else key
         try:
-            out = _coerce(hint, value, file=file, key=label)
-            _check_constraints(out, field.metadata, file=file, key=label)
+            out = coerce(hint, value, file=file, key=label)
+            check_constraints(out, field.metadata, file=file, key=label)
         except ConfigError as exc:
             if what:
                 body = _split_error(exc)[1]
@@ -643,21 +623,21 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
                           f"{', '.join(DOMAINS)}", file=file, key=key)
     if not isinstance(values, (list, tuple)):
         raise ConfigError(f"{kind} expects a list, got {values!r}", file=file, key=key)
-    hints = [_field_of(k, file=file, space_key=key)[0] for k in keys]
+    hints = [field_of(k, file=file, space_key=key)[0] for k in keys]
     if kind in ("choice", "grid"):
         if not values:
             raise ConfigError(f"{kind} needs at least one value", file=file, key=key)
         checked = tuple(_check_value(keys, v, file=file, key=key) for v in values)
         return Domain(kind, values=_distinct(checked, kind, file=file, key=key) if kind == "grid" else checked)
-    if not all(_is_number_field(h) for h in hints):
+    if not all(is_number_hint(h) for h in hints):
         raise ConfigError(f"{kind} samples numbers, but {keys[0]} is not numeric; use choice or grid",
                           file=file, key=key)
     want = 3 if kind == "quniform" else 2
     if len(values) != want or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
         shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
         raise ConfigError(f"{kind} expects {shape} numbers, got {list(values)!r}", file=file, key=key)
-    if kind in ("uniform", "loguniform") and any(_is_int_field(h) for h in hints):
-        k = next(k for k, h in zip(keys, hints) if _is_int_field(h))
+    if kind in ("uniform", "loguniform") and any(is_int_hint(h) for h in hints):
+        k = next(k for k, h in zip(keys, hints) if is_int_hint(h))
         raise ConfigError(f"{kind} samples floats, but {k} is an integer; allowed for integer keys: randint "
                           f"[low, high) or quniform [low, high, q] with integer bounds, choice or grid",
                           file=file, key=key)
@@ -667,7 +647,7 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
     if kind == "loguniform" and lo <= 0:
         raise ConfigError(f"loguniform needs low > 0, got {lo}", file=file, key=key)
     if kind == "randint":
-        if not all(_is_int_field(h) for h in hints):
+        if not all(is_int_hint(h) for h in hints):
             raise ConfigError(f"randint samples integers, but {keys[0]} is a float; use uniform", file=file, key=key)
         if lo != int(lo) or hi != int(hi):
             raise ConfigError(f"randint bounds must be integers, got [{lo}, {hi}]", file=file, key=key)
@@ -679,10 +659,10 @@ def _parse_domain(keys: list[str], raw: Any, *, file: str | None, key: str) -> D
         q = values[2]
         if q <= 0:
             raise ConfigError(f"quniform needs q > 0, got {q}", file=file, key=key)
-        if all(_is_int_field(h) for h in hints) and any(v != int(v) for v in values):
+        if all(is_int_hint(h) for h in hints) and any(v != int(v) for v in values):
             raise ConfigError(f"{keys[0]} is an integer: quniform bounds and q must be integers", file=file, key=key)
     for label, v in (("lower bound", lo), ("upper bound", hi)):
-        if all(_is_int_field(h) for h in hints):
+        if all(is_int_hint(h) for h in hints):
             _check_value(keys, int(v), file=file, key=key, what=label)
         else:
             _check_value(keys, float(v), file=file, key=key, what=label)
@@ -713,19 +693,25 @@ def _warn(message: str) -> None:
 
 def _check_algorithm(parsed: SweepFile, space: Mapping[str, Domain], origins: Mapping[str, str],
                      file: str | None) -> None:
+    """What the algorithm's catalogue entry says about grid domains, and the scheduler's own check."""
     algo = parsed.search.algorithm
-    if algo.startswith("optuna"):
+    grid_domains = SEARCH_ALGORITHMS.meta(algo)["grid_domains"]
+    if grid_domains == "refused":
         grids = [k for k, d in space.items() if d.kind == "grid"]
         if grids:
             raise ConfigError(f"{algo} samples the space and cannot take grid domains ({grids[0]} from "
                               f"{origins[grids[0]]}); use choice, or algorithm: grid", file=file,
                               key="search.algorithm")
-    if algo == "grid" and not any(d.kind == "grid" for d in space.values()):
-        raise ConfigError("algorithm grid needs at least one grid domain; for sampled domains use "
+    if grid_domains == "required" and not any(d.kind == "grid" for d in space.values()):
+        raise ConfigError(f"algorithm {algo} needs at least one grid domain; for sampled domains use "
                           "algorithm: random or optuna", file=file, key="search.algorithm")
-    if parsed.scheduler.type == "asha" and parsed.scheduler.max_t is not None and parsed.scheduler.grace_period > parsed.scheduler.max_t:
-        raise ConfigError(f"grace_period {parsed.scheduler.grace_period} > max_t {parsed.scheduler.max_t}",
-                          file=file, key="scheduler.grace_period")
+    check = SCHEDULERS.meta(parsed.scheduler.type).get("check")
+    if check is not None:
+        try:
+            check(parsed.scheduler)
+        except ConfigError as exc:
+            key, body = _split_error(exc)
+            raise ConfigError(body, file=file, key=key) from None
 
 
 def _check_combinations(sweep: SweepSpec, origins: Mapping[str, str], file: str | None) -> None:
@@ -760,7 +746,7 @@ def expand(sweep: SweepSpec) -> list[dict[str, Any]]:
     order); sampled domains appear as their description (e.g. ``uniform(0, 1)``), drawn at run time."""
     grid_keys = [k for k, d in sweep.space.items() if d.kind == "grid"]
     other = {k: d.describe() for k, d in sweep.space.items() if d.kind != "grid"}
-    if sweep.search.algorithm.startswith("optuna"):
+    if SEARCH_ALGORITHMS.meta(sweep.search.algorithm)["grid_domains"] == "refused":
         return [dict(other) for _ in range(sweep.search.num_samples)]
     # Ray Tune's order: the first grid key varies fastest.
     rev = grid_keys[::-1]
@@ -778,9 +764,8 @@ def describe(sweep: SweepSpec) -> str:
     lines.append(f"  search: {s.algorithm}, num_samples {s.num_samples}, objective {objective}, "
                  f"max_concurrent {s.max_concurrent or 'auto'}, seed {s.seed}")
     sch = sweep.scheduler
-    lines.append(f"  scheduler: {sch.type}" + (f" ({sch.metric} {sch.mode}, grace {sch.grace_period}, "
-                                               f"reduction {sch.reduction_factor:g}, max_t "
-                                               f"{sch.max_t or sweep.trial.train.epochs})" if sch.type == "asha" else ""))
+    summary = SCHEDULERS.meta(sch.type).get("summary")
+    lines.append(f"  scheduler: {sch.type}" + (f" ({summary(sch, sweep.trial.train.epochs)})" if summary else ""))
     lines.append(f"  resources per trial: cpu {sweep.resources.cpu:g}, gpu {sweep.resources.gpu:g}; "
                  f"max_failures {sweep.failures.max_failures}")
     lines.append(f"  trial function: {sweep.trial_function}")

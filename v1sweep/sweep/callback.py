@@ -2,15 +2,14 @@
 
 `TrackingBridge` decides what each event means for the trial's child run (finished, failed with
 its error, stopped by the scheduler, interrupted and left for resume); `make_callback` wraps it in
-a Ray Tune `Callback`. Classes deriving from Ray's are built on first use (`lazy_class`) so that
-importing this module does not import Ray, yet pickles find them here by name.
+a Ray Tune `Callback`. Classes deriving from Ray's or Optuna's live in `v1sweep.sweep.tune_classes`
+and `v1sweep.sweep.optuna_search` (imported when needed), so that importing this module imports
+neither; their old names here still resolve, for sweep state pickled before they moved.
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.errors import ConfigError, V1SweepError
@@ -160,76 +159,9 @@ def _final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
 
 def make_callback(bridge: TrackingBridge) -> Any:
     """The Ray Tune callback feeding `bridge`."""
-    return lazy_class("V1SweepTracking")(bridge)
+    from v1sweep.sweep.tune_classes import V1SweepTracking
 
-
-def _tracking_class() -> type:
-    from ray.tune import Callback
-
-    class V1SweepTracking(Callback):
-        """Ray Tune callback: every trial event goes to the sweep's MLflow runs (via `TrackingBridge`)."""
-
-        def __init__(self, bridge: TrackingBridge | None = None) -> None:
-            self.bridge = bridge
-
-        def __getstate__(self) -> dict:  # Tune pickles callbacks; resume attaches a new bridge
-            return {}
-
-        def __setstate__(self, state: dict) -> None:
-            self.bridge = None
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.start(trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if self.bridge:
-                self.bridge.result(trial, result)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.complete(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.error(trial)
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            if self.bridge:
-                self.bridge.recover(trial)
-
-        def on_experiment_end(self, trials, **info):
-            if self.bridge:
-                self.bridge.trials = list(trials)
-
-    return V1SweepTracking
-
-
-def _optuna_class() -> type:
-    from ray.tune.search.optuna import OptunaSearch
-
-    class FinalMetricOptunaSearch(OptunaSearch):
-        """OptunaSearch that ignores per-epoch results lacking its (final) metric, and turns an
-        exception of Optuna itself into `SearchAlgorithmFailed` so the driver can tell it from a
-        trial's failure (the sweep stops with one error line naming the algorithm)."""
-
-        algorithm = "optuna"
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if isinstance(self.metric, str) and self.metric not in result:
-                return
-            with _search_errors(self, "on_trial_result"):
-                super().on_trial_result(trial_id, result)
-
-        def suggest(self, trial_id: str):
-            with _search_errors(self, "suggest"):
-                return super().suggest(trial_id)
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            with _search_errors(self, "on_trial_complete"):
-                super().on_trial_complete(trial_id, result=result, error=error)
-
-    return FinalMetricOptunaSearch
+    return V1SweepTracking(bridge)
 
 
 class SearchAlgorithmFailed(V1SweepError):
@@ -245,80 +177,17 @@ class SearchAlgorithmFailed(V1SweepError):
         super().__init__(f"search algorithm {algorithm} failed: {cause}")
 
 
-@contextmanager
-def _search_errors(searcher: Any, where: str) -> Iterator[None]:
-    try:
-        yield
-    except SearchAlgorithmFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any fault inside Optuna ends the sweep, named
-        sampler = type(getattr(searcher, "_sampler", None) or searcher).__name__
-        raise SearchAlgorithmFailed(f"{searcher.algorithm} ({sampler})",
-                                    f"{type(exc).__name__} in {where}: {exc}") from exc
-
-
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
-
-
-def _lock_free_state(obj: Any) -> dict:
-    """`obj.__dict__` with its thread locks left out (their names are kept to recreate them)."""
-    state = dict(obj.__dict__)
-    locks = {k: isinstance(v, type(threading.RLock())) for k, v in state.items() if isinstance(v, _LOCK_TYPES)}
-    for k in locks:
-        del state[k]
-    state["_v1sweep_locks"] = locks
-    return state
-
-
-def _restore_locks(obj: Any, state: dict) -> None:
-    locks = state.pop("_v1sweep_locks", {})
-    obj.__dict__.update(state)
-    for k, reentrant in locks.items():
-        setattr(obj, k, threading.RLock() if reentrant else threading.Lock())
-
-
-def _nsga2_class() -> type:
-    """NSGA-II that pickles: Optuna 5's genetic samplers (`optuna.samplers._ga.BaseGASampler`) keep
-    a `threading.Lock` in `_thread_lock` and define no `__getstate__`, while Ray Tune pickles the
-    searcher (with its sampler) when the Tuner is built and at every experiment checkpoint
-    (`TypeError: cannot pickle '_thread.lock' object`). The lock guards a per-process cache, so a
-    pickled copy gets a fresh one."""
-    import optuna
-
-    class NSGAIISampler(optuna.samplers.NSGAIISampler):
-        __doc__ = _nsga2_class.__doc__
-
-        def __getstate__(self) -> dict:
-            return _lock_free_state(self)
-
-        def __setstate__(self, state: dict) -> None:
-            _restore_locks(self, state)
-
-    return NSGAIISampler
-
-
-def _progress_class() -> type:
-    from v1sweep.sweep.progress import _reporter_class
-
-    return _reporter_class()
-
-
-_LAZY_CLASSES = {"V1SweepTracking": _tracking_class, "FinalMetricOptunaSearch": _optuna_class,
-                 "NSGAIISampler": _nsga2_class, "SweepProgress": _progress_class}
-
-
-def lazy_class(name: str) -> type:
-    """Build (once) and return one of the classes deriving from Ray's."""
-    if name not in globals():
-        cls = _LAZY_CLASSES[name]()
-        cls.__module__ = __name__
-        cls.__qualname__ = name
-        globals()[name] = cls
-    return globals()[name]
+# Classes that lived here (built on first use) until they became plain classes of modules that
+# import Ray / Optuna: pickled sweep state still names them here (`v1sweep.sweep_callback.<Class>`).
+_MOVED_CLASSES = {"V1SweepTracking": "v1sweep.sweep.tune_classes", "SweepProgress": "v1sweep.sweep.tune_classes",
+                  "FinalMetricOptunaSearch": "v1sweep.sweep.optuna_search",
+                  "NSGAIISampler": "v1sweep.sweep.optuna_search"}
 
 
 def __getattr__(name: str) -> Any:
-    """PEP 562: unpickling `v1sweep.sweep.callback.<Class>` builds the class on demand."""
-    if name in _LAZY_CLASSES:
-        return lazy_class(name)
+    """PEP 562: `v1sweep.sweep.callback.<Class>` (old pickles) imports the class's module on demand."""
+    if name in _MOVED_CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED_CLASSES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

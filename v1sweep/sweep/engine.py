@@ -42,8 +42,11 @@ from v1sweep.sweep import resources as sweep_resources
 from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.errors import ConfigError, OutputError, V1SweepError
 from v1sweep.results.store import mask_uri, resolve_tracking_uri, sqlite_path
+from v1sweep.sweep.algorithms import SEARCH_ALGORITHMS
 from v1sweep.sweep.callback import SearchAlgorithmFailed, TrackingBridge, make_callback
-from v1sweep.config.sweep_file import SweepSpec, split_key
+from v1sweep.sweep.schedulers import SCHEDULERS
+from v1sweep.sweep.space import param_space
+from v1sweep.config.sweep_file import SweepSpec
 from v1sweep.sweep.trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
 
 SWEEP_JSON, SPEC_YAML, SOURCE_YAML = "sweep.json", "sweep.yaml", "source.yaml"
@@ -68,38 +71,10 @@ class SweepOutcome:
 # ---------------------------------------------------------------------------------------------
 # Search algorithms and schedulers
 # ---------------------------------------------------------------------------------------------
-def param_space(spec: SweepSpec) -> dict[str, Any]:
-    space = {}
-    for key, dom in spec.space.items():
-        hint, _ = sweep_spec._field_of(split_key(key)[0], file=None, space_key=key)
-        space[key] = dom.to_tune(int_field=sweep_spec._is_int_field(hint))
-    return space
-
-
 def search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
-    """(search_alg, max_concurrent_trials for TuneConfig)."""
-    s = spec.search
-    if s.algorithm in ("grid", "random"):
-        from ray.tune.search import BasicVariantGenerator
-
-        return BasicVariantGenerator(random_state=s.seed, max_concurrent=s.max_concurrent or 0), None
-    import optuna
-    from ray.tune.search import ConcurrencyLimiter
-
-    from v1sweep.sweep.callback import lazy_class
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = s.objectives
-    if s.algorithm == "optuna-multi":
-        sampler = lazy_class("NSGAIISampler")(seed=s.seed)  # picklable NSGA-II (see its doc)
-        searcher = lazy_class("FinalMetricOptunaSearch")(metric=[m for m, _ in objectives],
-                                                          mode=[md for _, md in objectives], sampler=sampler)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=s.seed)
-        searcher = lazy_class("FinalMetricOptunaSearch")(metric=objectives[0][0], mode=objectives[0][1],
-                                                          sampler=sampler)
-    searcher.algorithm = s.algorithm
-    return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or max(1, slots)), None
+    """(search_alg, max_concurrent for TuneConfig) from the algorithm's builder
+    (`v1sweep.sweep.algorithms.SEARCH_ALGORITHMS`)."""
+    return SEARCH_ALGORITHMS.get(spec.search.algorithm)(spec.search, slots)
 
 
 def checked_search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
@@ -139,17 +114,8 @@ def search_failure(exc: BaseException) -> SearchAlgorithmFailed | None:
 
 
 def scheduler(spec: SweepSpec) -> Any:
-    sch = spec.scheduler
-    if sch.type == "fifo":
-        from ray.tune.schedulers import FIFOScheduler
-
-        return FIFOScheduler()
-    from ray.tune.schedulers import ASHAScheduler
-
-    max_t = sch.max_t or max(1, spec.trial.train.epochs)
-    return ASHAScheduler(time_attr="epoch", metric=sch.metric, mode=sch.mode, max_t=max_t,
-                         grace_period=min(sch.grace_period, max_t), reduction_factor=sch.reduction_factor,
-                         stop_last_trials=False)
+    """The Ray Tune scheduler from its builder (`v1sweep.sweep.schedulers.SCHEDULERS`)."""
+    return SCHEDULERS.get(spec.scheduler.type)(spec.scheduler, spec.trial.train.epochs)
 
 
 def _trial_id_name(trial: Any) -> str:
@@ -345,7 +311,7 @@ def cost_lines(spec: SweepSpec, trials: list[dict[str, Any]], *, calibrate: bool
 
     threads = max(1, min(int(spec.resources.cpu), os.cpu_count() or 1)) if spec.resources.cpu else None
     rates = cost.calibrate(configs[0], threads=threads) if calibrate and configs else None
-    gpus = 1 if spec.resources.gpu and rates and rates.get("device", "").startswith("cuda") else 0
+    gpus = 1 if spec.resources.gpu and rates and str(rates.get("device", "")).startswith("cuda") else 0
     slots = cost.local_slots(spec.resources, num_cpus, gpus)
     return cost.describe(configs, spec.resources, rates=rates, slots=slots)
 
@@ -581,7 +547,8 @@ def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: Tr
             bridge.reconcile(trial)
     tuner = Tuner.restore(str(sweep_dir), trainable=make_trainable(spec, sweep_dir, trial_fn, _driver_node()),
                           resume_unfinished=True, resume_errored=False, restart_errored=False)
-    run_config = tuner._local_tuner.get_run_config()  # the pickled callback has no tracker: replace it
+    local_tuner: Any = tuner._local_tuner  # set by Tuner.restore in this process
+    run_config = local_tuner.get_run_config()  # the pickled callback has no tracker: replace it
     run_config.callbacks = [make_callback(bridge)]
     run_config.progress_reporter = _reporter(spec, verbose)
     run_config.verbose = _tune_verbosity(verbose)

@@ -5,9 +5,9 @@ running and failed trials and the best value so far; elsewhere (CI logs, `| tee`
 line whenever a trial starts, ends or fails, and at least every `heartbeat_s` seconds. Ray's own
 status table (`CLIReporter`) is used instead only with ``--verbose``.
 
-`SweepProgress` derives from Ray Tune's `ProgressReporter` (built on first use, like the classes
-of `v1sweep.sweep.callback`), and is pickled with the Tuner's state: the bar is not, it is
-recreated on the next report.
+`SweepProgress` derives from Ray Tune's `ProgressReporter`, so it lives in
+`v1sweep.sweep.tune_classes` (imported when a sweep runs); it is pickled with the Tuner's state:
+the bar is not, it is recreated on the next report.
 """
 from __future__ import annotations
 
@@ -154,40 +154,8 @@ class ProgressView:
             self._bar = None
 
 
-def _reporter_class() -> type:
-    from ray.tune import ProgressReporter
-
-    class SweepProgress(ProgressReporter):
-        """Ray Tune reporter drawing v1sweep's compact progress (see the module doc)."""
-
-        def __init__(self, metric: str = "corruption_acc", mode: str = "max", interval_s: float = 1.0) -> None:
-            self.view = ProgressView(metric, mode)
-            self.interval_s = interval_s
-            self.start = time.time()
-            self.total: int | None = None
-            self._last = 0.0
-
-        def setup(self, start_time: float | None = None, total_samples: int | None = None, metric: str | None = None,
-                  mode: str | None = None, **kwargs: Any) -> None:
-            self.start = start_time or time.time()
-            self.total = total_samples if total_samples and total_samples > 0 else None
-
-        def should_report(self, trials: list, done: bool = False) -> bool:
-            now = time.monotonic()
-            if done or now - self._last >= self.interval_s:
-                self._last = now
-                return True
-            return False
-
-        def report(self, trials: list, done: bool, *sys_info: str) -> None:
-            snap = snapshot(trials, total=self.total, metric=self.view.metric, mode=self.view.mode,
-                            elapsed_s=time.time() - self.start)
-            self.view.show(snap, done)
-
-    return SweepProgress
-
-
 def make_reporter(metric: str, mode: str) -> Any:
-    from v1sweep.sweep.callback import lazy_class
+    """The `SweepProgress` reporter (`v1sweep.sweep.tune_classes`, imported here: it imports Ray)."""
+    from v1sweep.sweep.tune_classes import SweepProgress
 
-    return lazy_class("SweepProgress")(metric, mode)
+    return SweepProgress(metric, mode)

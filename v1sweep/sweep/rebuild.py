@@ -264,7 +264,7 @@ def plan(spec: SweepSpec, known: Mapping[str, Known], *, retry_failed: bool) -> 
 
 def sample(spec: SweepSpec, key: str, dom: sweep_spec.Domain, rng: random.Random) -> Any:
     """One draw of a sampled domain (the rebuilt sweep's new trials; Ray Tune's semantics)."""
-    hint, _ = sweep_spec._field_of(split_key(key)[0], file=None, space_key=key)
+    hint, _ = sweep_spec.field_of(split_key(key)[0], file=None, space_key=key)
     if dom.discrete:
         return rng.choice(list(dom.values))
     lo, hi = dom.bounds[0], dom.bounds[1]
@@ -276,7 +276,7 @@ def sample(spec: SweepSpec, key: str, dom: sweep_spec.Domain, rng: random.Random
         return rng.randrange(int(lo), int(hi))
     q = dom.bounds[2]
     value = round(rng.uniform(lo, hi) / q) * q
-    return int(value) if sweep_spec._is_int_field(hint) else float(value)
+    return int(value) if sweep_spec.is_int_field(hint) else float(value)
 
 
 def complete_from_folder(tracker: Any, spec: SweepSpec, known: Known) -> None:

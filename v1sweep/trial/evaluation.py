@@ -57,7 +57,7 @@ def _model_device(model: nn.Module) -> torch.device:
 def eval_mode(model: nn.Module, noise_seed: int = NOISE_SEED) -> Iterator[nn.Module]:
     """Eval mode with the V1 block's noise frozen; restores training mode and noise afterwards."""
     was_training = model.training
-    vone = getattr(model, "vone", None)
+    vone: Any = getattr(model, "vone", None)
     frozen = vone is not None and hasattr(vone, "freeze_noise")
     model.eval()
     if frozen:

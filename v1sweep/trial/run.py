@@ -188,7 +188,7 @@ def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path,
         log(f"rf_histograms.png skipped ({exc})")
 
 
-def _make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Any:
+def make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Any:
     from v1sweep.data.loader import Augment, BatchLoader
 
     return BatchLoader(images, labels, config.train.batch_size, shuffle=True, seed=config.train.seed,
@@ -309,7 +309,7 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
 
     test_images = data.test_images.to(device)
     test_labels = data.test_labels.to(device)
-    loader = _make_loader(config, data.train_images, data.train_labels, device)
+    loader = make_loader(config, data.train_images, data.train_labels, device)
     batch = config.eval.batch_size
 
     def val_fn(m: torch.nn.Module) -> dict[str, float]:  # val_loss drives the study's plateau schedule
