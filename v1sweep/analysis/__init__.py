@@ -12,12 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from v1sweep.errors import V1SweepError
+from v1sweep.errors import AnalysisError, V1SweepError  # noqa: F401 - defined there, importable from here too
 from v1sweep.registry import Registry
-
-
-class AnalysisError(V1SweepError, ValueError):
-    """An analysis cannot run on what it was given (an empty or unfinished sweep, a missing metric)."""
 
 
 ANALYSES: Registry[str] = Registry("analysis")

@@ -32,6 +32,7 @@ from v1sweep.config import trial as trial_config
 from v1sweep.config.trial import TrialConfig
 from v1sweep.config.adversarial import ADV_PREFIX
 from v1sweep.errors import ConfigError
+from v1sweep import contracts
 from v1sweep.config.schema import (_check_constraints, _coerce, build, closest, deep_merge, spec, to_dict,
                             unflatten)
 
@@ -53,10 +54,9 @@ ALGORITHMS = ("grid", "random", "optuna", "optuna-multi")
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
 MODES = ("max", "min")
 DEFAULT_TRIAL_FUNCTION = "v1sweep.trial:run_trial"
-# Final metrics a search may optimise (docs/architecture.md, "trial"); prefixes take a sub-name.
-FINAL_METRICS = ("clean_acc", "clean_top5", "corruption_acc", "rf_similarity", "train_images_per_s",
-                 "wall_time_s")
-FINAL_METRIC_PREFIXES = ("corruption_acc/", "rf_similarity/", "rf_wasserstein/", ADV_PREFIX)
+# Final metrics a search may optimise (owned by `v1sweep.contracts`); prefixes take a sub-name.
+FINAL_METRICS = contracts.FINAL_METRICS
+FINAL_METRIC_PREFIXES = (*contracts.FINAL_METRIC_PREFIXES, ADV_PREFIX)
 # Per-epoch metrics a scheduler (ASHA) can compare at its rungs.
 EPOCH_METRICS = ("val_acc", "train_acc", "train_loss")
 # Trial keys holding paths: made absolute against the working directory when the sweep is loaded.
