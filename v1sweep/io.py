@@ -86,8 +86,8 @@ def scoped_env(values: Mapping[str, str], *, keep_existing: Iterable[str] = ()) 
     try:
         yield
     finally:
-        for key, value in old.items():
-            if value is None:
+        for key, before in old.items():
+            if before is None:
                 os.environ.pop(key, None)
             else:
-                os.environ[key] = value
+                os.environ[key] = before

@@ -483,9 +483,10 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            return "" if math.isnan(value) else str(value)
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.4e}"
+        number = float(value)
+        if not math.isfinite(number):
+            return "" if math.isnan(number) else str(value)
+        return f"{value:.4g}" if abs(number) < 1e4 else f"{value:.4e}"
     return str(value)
 
 
@@ -605,8 +606,8 @@ def render_html(title: str, meta: list[str], sections: list[Section], out: Path,
     shown = [c for c in trials.columns if c in ("trial_id", "run_id", "variant") or not c.startswith(C.CORRUPTION_PREFIX)
              or c.split("/", 1)[1] in rb.CATEGORIES]
     rows = json.loads(trials[shown].to_json(orient="records"))
-    data = {"columns": shown, "rows": rows, "x": C.RF_SIMILARITY, "y": C.CORRUPTION_ACC}
-    payload = json.dumps(data).replace("</", "<\\/")
+    explorer = {"columns": shown, "rows": rows, "x": C.RF_SIMILARITY, "y": C.CORRUPTION_ACC}
+    payload = json.dumps(explorer).replace("</", "<\\/")
     body.append("<h2>Explore the trials</h2><p>Pick any two columns; hover a point for its trial.</p>"
                 "<div id='explorer'>x<select id='xsel'></select>y<select id='ysel'></select><br>"
                 "<svg id='plot' width='640' height='420' xmlns='http://www.w3.org/2000/svg'></svg></div>")

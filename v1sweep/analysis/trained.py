@@ -583,9 +583,9 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
     eq_units = {g: max(1, min(int((lab == grp).sum()) for m in models
                               for lab in [group_units(m["rf"], g, sf_edges=sf_edges)] for grp in set(lab)))
                 for g in GROUPINGS}  # one subset size per grouping for every seed pair
-    keys = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
-    skipped = keys[max_pairs:]
-    by_key = {k: by_key[k] for k in keys[:max_pairs]}
+    pairs = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
+    skipped = pairs[max_pairs:]
+    by_key = {k: by_key[k] for k in pairs[:max_pairs]}
     tables = []
     for (ts, rs), group in by_key.items():
         variants = {m["variant"]: m["model"] for m in group}

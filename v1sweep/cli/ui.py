@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"MLflow UI: {url}  (store {mask_uri(uri)}; Ctrl-C to stop)")
         print_links(links, url)
         sys.stdout.flush()
-        for line in proc.stdout:  # relay the server log, masked, until it exits
+        for line in proc.stdout or ():  # relay the server log, masked, until it exits
             sys.stderr.write(mask_text(line, uri))
         return proc.wait()
     except KeyboardInterrupt:

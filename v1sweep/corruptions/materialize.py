@@ -196,7 +196,10 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
     sevs = sorted({check_severity(s) for s in severities})
     table = table_for(max(h, w), table)
     parts = set_key(imgs, lab, idx, seed, table, frost, storage)
-    folder = Path(cache_dir) if exact_dir else cache_root(cache_dir) / "corruptions" / parts["key"]
+    if exact_dir and cache_dir is None:
+        raise TypeError("exact_dir=True needs a cache_dir (the folder to write the set into)")
+    folder = Path(cache_dir) if exact_dir and cache_dir is not None else \
+        cache_root(cache_dir) / "corruptions" / parts["key"]
     folder.mkdir(parents=True, exist_ok=True)
     if frost == "published" and parts["frost"] != PHOTOS and log is not None:
         log(f"WARNING: frost falls back to {parts['frost']} textures (published photographs missing)")

@@ -100,7 +100,7 @@ def _read_sweep_file(path: Path) -> Mapping[str, Any]:
 
 def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: str,
                    sweep_dir: str | None = None) -> SweepRef:
-    tracking = info.get("tracking") if isinstance(info.get("tracking"), Mapping) else {}
+    tracking: Mapping[str, Any] = info["tracking"] if isinstance(info.get("tracking"), Mapping) else {}
     name = info.get("name") or info.get("sweep")
     if not name:
         raise QueryError(f"{file}: no 'name:' key; cannot tell which sweep it describes")
@@ -108,7 +108,7 @@ def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: s
     if info.get("tracking_uri_masked") and not tracking_uri:  # sweep.json never stores credentials
         raise QueryError(f"{file}: the sweep's tracking URI holds credentials and was not stored "
                          f"({uri}); pass it with --tracking-uri")
-    search = info.get("search") if isinstance(info.get("search"), Mapping) else {}
+    search: Mapping[str, Any] = info["search"] if isinstance(info.get("search"), Mapping) else {}
     metric = search.get("metric") or info.get("metric")
     mode = search.get("mode") or info.get("mode")
     metrics, modes = search.get("metrics"), search.get("modes")

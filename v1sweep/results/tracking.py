@@ -169,6 +169,8 @@ class _Op:
         if self.fn is not None:
             self.fn(client)
         elif self.metrics or self.params or self.tags:
+            if self.resolve is None:
+                raise TrackingError(f"{self.what}: no run to write to")
             client.log_batch(self.resolve(), metrics=self.metrics or [], params=self.params, tags=self.tags)
 
 
@@ -491,8 +493,8 @@ class SweepTracker:
                 child.status = "RUNNING"
                 self.writer.submit(_Op(f"re-open run of trial {trial_id}", reopen, trial_id))
             return
-        all_tags = {ROLE: C.ROLE_TRIAL, SWEEP: self.sweep_name, TRIAL_ID: trial_id, PARENT: self.parent_run_id,
-                    **(tags or {})}
+        all_tags: dict[str, Any] = {ROLE: C.ROLE_TRIAL, SWEEP: self.sweep_name, TRIAL_ID: trial_id,
+                                    PARENT: self.parent_run_id, **(tags or {})}
         param_list = [Param(k, param_value(v)) for k, v in params.items()]
         child = ChildRun("", "RUNNING", dict(all_tags))
         self.children[trial_id] = child
