@@ -37,3 +37,32 @@ class TrialFailed(V1SweepError, RuntimeError):
 
 class OutputError(V1SweepError, OSError):
     """An output folder (trial out dir, sweep storage, cache) cannot be created or written."""
+
+
+class QueryError(V1SweepError, LookupError):
+    """A sweep, run or metric asked for is not in the tracking store."""
+
+
+class TrackingError(V1SweepError, RuntimeError):
+    """The tracking store cannot be reached or written."""
+
+
+class AnalysisError(V1SweepError, ValueError):
+    """An analysis cannot run on what it was given (an empty or unfinished sweep, a missing metric)."""
+
+
+class SearchAlgorithmFailed(V1SweepError):
+    """The search algorithm itself (not a trial) failed: the sweep cannot go on.
+
+    Exit status 1 (a fault of the system, not of the user's input)."""
+
+    exit_status = 1
+
+    def __init__(self, algorithm: str, cause: str) -> None:
+        self.algorithm = algorithm
+        self.cause = cause
+        super().__init__(f"search algorithm {algorithm} failed: {cause}")
+
+
+class RayStateError(OutputError):
+    """Ray Tune's saved state cannot be read: a system fault (exit 1), not a bad input."""

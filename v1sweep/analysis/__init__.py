@@ -20,12 +20,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from v1sweep.errors import V1SweepError
+from v1sweep.errors import AnalysisError, V1SweepError  # noqa: F401 - defined there, importable from here too
 from v1sweep.registry import Registry
-
-
-class AnalysisError(V1SweepError, ValueError):
-    """An analysis cannot run on what it was given (an empty or unfinished sweep, a missing metric)."""
 
 
 # What an analysis takes as its first argument.

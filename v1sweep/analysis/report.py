@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from v1sweep import contracts as C
 from v1sweep.analysis import AnalysisError
 from v1sweep.analysis import robustness as rb
 from v1sweep.analysis.progress import Progress
 
 PUBLISHED_REL_DIFF = 0.0872  # biological vs uniform, Barbulescu, Marques & Oliveira 2023
-HEADLINE_METRICS = ("clean_acc", "corruption_acc")
+HEADLINE_METRICS = (C.CLEAN_ACC, C.CORRUPTION_ACC)
 
 
 @dataclass
@@ -76,7 +77,7 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
 
     ref = query.resolve_sweep(sweep, tracking_uri=tracking_uri)
     parent = query.parent_runs(ref)[0]
-    name = parent.data.tags.get("v1sweep.sweep") or ref.name or "sweep"
+    name = parent.data.tags.get(C.SWEEP) or ref.name or "sweep"
     table = query.runs(ref, include_failed=True, include_stopped=True, include_running=True,
                        all_parents=all_parents)
     counts = query.status_counts(table)
@@ -112,23 +113,23 @@ def build_report(sweep: Any, *, tracking_uri: str | None = None, out_dir: str | 
 
         out = Path(out_dir) if out_dir is not None else Path("analysis") / _safe(name)
         out.mkdir(parents=True, exist_ok=True)
-        client = run_id = None
+        run = None
         if log_to_mlflow:
-            from mlflow.tracking import MlflowClient
+            from v1sweep.results.tracking import start_analysis_run
 
-            client = MlflowClient(tracking_uri=ref.tracking_uri)
-            run_id = client.create_run(parent.info.experiment_id, run_name=f"analysis-{name}", tags={
-                "mlflow.parentRunId": parent.info.run_id, "v1sweep.role": "analysis", "v1sweep.sweep": name,
-                "v1sweep.analysis": "robustness"}).info.run_id
+            run = start_analysis_run(ref.tracking_uri, experiment_id=parent.info.experiment_id,
+                                     parent_run_id=parent.info.run_id, sweep_name=name)
         try:
-            report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state, run_id,
+            report = _write(out, name, parent, ref.tracking_uri, finished, result, counts, state,
+                            run.run_id if run is not None else None,
                             n_boot=n_boot, ci=ci, seed=seed, models=models, progress=prog, axes=axes)
-            if client is not None:
+            if run is not None:
                 prog.stage("logging to MLflow")
-                _log(client, run_id, report, metric=metric, n_boot=n_boot, ci=ci, seed=seed)
+                run.finish(params=run_params(report, metric=metric, n_boot=n_boot, ci=ci, seed=seed),
+                           metrics=headline_metrics(report.result, report.axes), folder=report.out_dir)
         except BaseException:
-            if client is not None:
-                client.set_terminated(run_id, "FAILED")
+            if run is not None:
+                run.fail()
             raise
     finally:
         prog.close()
@@ -186,7 +187,7 @@ def load_corruption_cells(finished: pd.DataFrame, tracking_uri: str) -> tuple[pd
                     from mlflow.tracking import MlflowClient
 
                     client = MlflowClient(tracking_uri=tracking_uri)
-                path = client.download_artifacts(run_id, "eval_table.csv", str(Path(tmp) / str(k)))
+                path = client.download_artifacts(run_id, C.EVAL_TABLE_CSV, str(Path(tmp) / str(k)))
                 table = pd.read_csv(path)
             except Exception:  # noqa: BLE001 - no artifact (older trial, or evaluation skipped)
                 table = None
@@ -196,7 +197,7 @@ def load_corruption_cells(finished: pd.DataFrame, tracking_uri: str) -> tuple[pd
                 continue
             fallback += 1
             for name in CORRUPTIONS:
-                col = f"metrics.corruption_acc/{name}"
+                col = f"metrics.{C.corruption_metric(name)}"
                 if col in finished.columns and np.isfinite(float(finished.loc[k, col])):
                     rows.append((run_id, name, 0, float(finished.loc[k, col])))
     cells = pd.DataFrame(rows, columns=["run_id", "corruption", "severity", "accuracy"])
@@ -277,13 +278,13 @@ def _write(out: Path, name: str, parent, uri: str, finished: pd.DataFrame, resul
             f"none below {rb.MIN_SEEDS} seeds. Association p-values are {method} over the "
             f"{result.n_family} tests of this report. Methods: docs/statistics.md."]
     summary = _summary(name, parent, result, counts, run_id, axes)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    files["summary.json"] = out / "summary.json"
+    (out / C.SUMMARY_JSON).write_text(json.dumps(summary, indent=2, default=_json_default))
+    files[C.SUMMARY_JSON] = out / C.SUMMARY_JSON
     title = f"Robustness vs similarity to V1: sweep {name}"
-    (out / "report.md").write_text(render_markdown(title, meta, sections))
-    files["report.md"] = out / "report.md"
-    (out / "report.html").write_text(render_html(title, meta, sections, out, trials))
-    files["report.html"] = out / "report.html"
+    (out / C.REPORT_MD).write_text(render_markdown(title, meta, sections))
+    files[C.REPORT_MD] = out / C.REPORT_MD
+    (out / C.REPORT_HTML).write_text(render_html(title, meta, sections, out, trials))
+    files[C.REPORT_HTML] = out / C.REPORT_HTML
     return Report(sweep=name, parent_run_id=parent.info.run_id, out_dir=out, files=files, result=result,
                   counts=counts, analysis_run_id=run_id, summary=summary, axes=axes)
 
@@ -482,9 +483,10 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            return "" if math.isnan(value) else str(value)
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.4e}"
+        number = float(value)
+        if not math.isfinite(number):
+            return "" if math.isnan(number) else str(value)
+        return f"{value:.4g}" if abs(number) < 1e4 else f"{value:.4e}"
     return str(value)
 
 
@@ -601,11 +603,11 @@ def render_html(title: str, meta: list[str], sections: list[Section], out: Path,
         for fname in s.figures:
             data = base64.b64encode((out / fname).read_bytes()).decode()
             body.append(f'<p><img alt="{_esc(fname)}" src="data:image/png;base64,{data}"></p>')
-    shown = [c for c in trials.columns if c in ("trial_id", "run_id", "variant") or not c.startswith("corruption_acc/")
+    shown = [c for c in trials.columns if c in ("trial_id", "run_id", "variant") or not c.startswith(C.CORRUPTION_PREFIX)
              or c.split("/", 1)[1] in rb.CATEGORIES]
     rows = json.loads(trials[shown].to_json(orient="records"))
-    data = {"columns": shown, "rows": rows, "x": "rf_similarity", "y": "corruption_acc"}
-    payload = json.dumps(data).replace("</", "<\\/")
+    explorer = {"columns": shown, "rows": rows, "x": C.RF_SIMILARITY, "y": C.CORRUPTION_ACC}
+    payload = json.dumps(explorer).replace("</", "<\\/")
     body.append("<h2>Explore the trials</h2><p>Pick any two columns; hover a point for its trial.</p>"
                 "<div id='explorer'>x<select id='xsel'></select>y<select id='ysel'></select><br>"
                 "<svg id='plot' width='640' height='420' xmlns='http://www.w3.org/2000/svg'></svg></div>")
@@ -646,17 +648,7 @@ def headline_metrics(result: rb.RobustnessResult, axes: dict[str, rb.RobustnessR
     return {_METRIC_KEY.sub("_", k): float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
-def _log(client, run_id: str, report: Report, *, metric: str, n_boot: int, ci: float, seed: int) -> None:
-    import time
-
-    from mlflow.entities import Metric, Param
-
-    now = int(time.time() * 1000)
-    params = [Param("metric", metric), Param("n_boot", str(n_boot)), Param("ci", str(ci)), Param("seed", str(seed)),
-              Param("adjust", report.result.adjust),
-              Param("variant_columns", ",".join(c[len("params."):] for c in report.result.variant_columns) or "-")]
-    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report.result, report.axes).items()]
-    for i in range(0, max(len(metrics), 1), 900):
-        client.log_batch(run_id, metrics=metrics[i:i + 900], params=params if i == 0 else [])
-    client.log_artifacts(run_id, str(report.out_dir))
-    client.set_terminated(run_id, "FINISHED")
+def run_params(report: Report, *, metric: str, n_boot: int, ci: float, seed: int) -> dict[str, str]:
+    """The analysis run's params: the settings the report was built with."""
+    return {"metric": metric, "n_boot": str(n_boot), "ci": str(ci), "seed": str(seed), "adjust": report.result.adjust,
+            "variant_columns": ",".join(c[len("params."):] for c in report.result.variant_columns) or "-"}

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from v1sweep import contracts as C
 from v1sweep.analysis import AnalysisError
 from v1sweep.errors import V1SweepError
 from v1sweep.rf.params import RFParams
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from v1sweep.config.trial import TrialConfig
     from v1sweep.trial.models import V1Net
 
-MODEL_ARTIFACT, CONFIG_ARTIFACT, RF_ARTIFACT = "model.pt", "config.yaml", "rf_params.csv"
+MODEL_ARTIFACT, CONFIG_ARTIFACT, RF_ARTIFACT = C.MODEL_PT, C.CONFIG_YAML, C.RF_PARAMS_CSV
 # One cheap corruption per category (noise, blur, weather, digital), at severity 3.
 DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "frost", "contrast")
 REFERENCE = "biological"
@@ -85,7 +86,7 @@ def load_trial_model(run_id: str, *, tracking_uri: str | None = None, device: st
         run = client.get_run(run_id)
     except MlflowException:
         raise AnalysisError(f"no run {run_id!r} in {mask_uri(uri)}") from None
-    trial = run.data.tags.get("trial_id")
+    trial = run.data.tags.get(C.TRIAL_ID)
     who = f"run {run_id}" + (f" (trial {trial})" if trial else "")
     try:
         have = {a.path for a in client.list_artifacts(run_id)}
@@ -582,9 +583,9 @@ def _subpopulations(models: list[dict], reference: str, images: torch.Tensor, la
     eq_units = {g: max(1, min(int((lab == grp).sum()) for m in models
                               for lab in [group_units(m["rf"], g, sf_edges=sf_edges)] for grp in set(lab)))
                 for g in GROUPINGS}  # one subset size per grouping for every seed pair
-    keys = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
-    skipped = keys[max_pairs:]
-    by_key = {k: by_key[k] for k in keys[:max_pairs]}
+    pairs = sorted(by_key, key=lambda k: -len({m["variant"] for m in by_key[k]}))
+    skipped = pairs[max_pairs:]
+    by_key = {k: by_key[k] for k in pairs[:max_pairs]}
     tables = []
     for (ts, rs), group in by_key.items():
         variants = {m["variant"]: m["model"] for m in group}

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from v1sweep.cli import options as opt
+
 HELP = "analyse a finished sweep from MLflow: robustness vs similarity to V1, with CIs, figures and a report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="SWEEP", help="sweep name, sweep YAML file or sweep output directory")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, "
-                        "else sqlite:///./mlflow.db)")
+    opt.add_sweep(parser)
+    opt.add_tracking_uri(parser)
     parser.add_argument("--out", metavar="DIR", default=None, help="report folder (default: ./analysis/<sweep>)")
-    parser.add_argument("--metric", default="corruption_acc", help="robustness metric (default corruption_acc)")
+    parser.add_argument("--metric", default=opt.DEFAULT_METRIC, help=f"robustness metric (default {opt.DEFAULT_METRIC})")
     parser.add_argument("--n-boot", type=int, default=2000, help="random draws of the model analyses: CKA "
                         "permutation null, and a tenth of it for the V1-benchmark ceilings (default 2000)")
     parser.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default) or bh (Benjamini-Hochberg false discovery rate)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--partial", action="store_true", help="analyse the finished trials of a sweep still running")
-    parser.add_argument("--all-parents", action="store_true", help="pool trials of every run of the sweep")
+    opt.add_all_parents(parser, help="pool trials of every run of the sweep")
     parser.add_argument("--no-log", action="store_true", help="write the report locally only, not to MLflow")
     parser.add_argument("--no-models", action="store_true",
                         help="skip the trained-model analyses (electrophysiology, CKA, sub-populations)")

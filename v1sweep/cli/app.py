@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_code(exc: BaseException) -> int:
     """1 when the system failed (an output folder that cannot be written, a vanished file),
     2 for bad input (`V1SweepError`, and `ValueError`, the API's documented error)."""
-    if getattr(exc, "exit_status", None) is not None:  # e.g. SearchAlgorithmFailed: 1
-        return int(exc.exit_status)
+    status = getattr(exc, "exit_status", None)
+    if status is not None:  # e.g. SearchAlgorithmFailed: 1
+        return int(status)
     if isinstance(exc, OutputError) or not isinstance(exc, (V1SweepError, ValueError)):
         return 1
     return 2

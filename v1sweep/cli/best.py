@@ -3,27 +3,28 @@ from __future__ import annotations
 
 import argparse
 
+from v1sweep import contracts as C
+from v1sweep.cli import options as opt
+
 HELP = "the best trials of a sweep (from MLflow); --export writes the winner's config for `v1sweep train`"
 
-DEFAULT_METRIC = "corruption_acc"
-SHOWN_METRICS = ("clean_acc", "corruption_acc", "rf_similarity")
+DEFAULT_METRIC = opt.DEFAULT_METRIC
+SHOWN_METRICS = (C.CLEAN_ACC, C.CORRUPTION_ACC, C.RF_SIMILARITY)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="SWEEP", help="sweep name, sweep YAML file or sweep output directory")
+    opt.add_sweep(parser)
     parser.add_argument("--metric", "-m", default=None,
                         help=f"final metric to rank by (default: the sweep file's metric, else {DEFAULT_METRIC})")
     parser.add_argument("-k", type=int, default=5, help="how many trials (default 5)")
-    parser.add_argument("--mode", choices=("max", "min"), default=None, help="max (default) or min")
+    opt.add_mode(parser, help="max (default) or min")
     parser.add_argument("--filter", default=None,
                         help="MLflow filter, e.g. \"params.rf.strategy = 'biological'\" (dotted keys may be bare)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    opt.add_json(parser, help="print JSON instead of a table")
     parser.add_argument("--export", metavar="FILE", default=None,
                         help="write the best trial's config YAML here (ready for `v1sweep train`)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, "
-                        "else sqlite:///./mlflow.db)")
-    parser.add_argument("--all-parents", action="store_true",
-                        help="include trials of earlier runs of the sweep, not only the latest")
+    opt.add_tracking_uri(parser)
+    opt.add_all_parents(parser, help="include trials of earlier runs of the sweep, not only the latest")
     parser.add_argument("--include-failed", action="store_true", help="rank failed trials too")
     parser.add_argument("--include-stopped", action="store_true", help="rank early-stopped trials too")
 

@@ -57,7 +57,7 @@ def preview_grid(folder, names: list[str], severities: list[int], clean, index: 
 
     def tile_of(chw) -> Image.Image:
         arr = np.ascontiguousarray(np.asarray(chw).transpose(1, 2, 0))
-        return Image.fromarray(arr).resize((tile, tile), Image.NEAREST)
+        return Image.fromarray(arr).resize((tile, tile), Image.Resampling.NEAREST)
 
     source = GeneratedSource(folder, names, severities)
     for i, name in enumerate(names):

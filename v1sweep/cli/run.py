@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from v1sweep.cli import options as opt
+
 if TYPE_CHECKING:
     from v1sweep.config.sweep_file import SweepSpec
 
@@ -17,10 +19,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                              "port, 6379 by default). Default: start a fresh local Ray; a Ray already running "
                              "on this machine is never joined silently. Ray Client (ray://) addresses are "
                              "refused: submit the driver with `ray job submit` instead")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store, e.g. http://host:5000 (default: the sweep's tracking.uri, "
-                             "$MLFLOW_TRACKING_URI, else sqlite mlflow.db in the working directory); "
-                             "for a multi-node cluster the driver writes it, so sqlite works too")
+    opt.add_tracking_uri(parser, help=opt.RUN_TRACKING_URI_HELP)
     parser.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray (default: all)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--quiet", "-q", action="store_true", help="no progress display (start and summary lines only)")

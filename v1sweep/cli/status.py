@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import argparse
 
+from v1sweep import contracts as C
+from v1sweep.cli import options as opt
+
 HELP = "a sweep's progress from MLflow: trials finished / failed / stopped / running, best so far"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="SWEEP", help="sweep name, sweep YAML file or sweep output directory")
+    opt.add_sweep(parser)
     parser.add_argument("--metric", "-m", default=None,
-                        help="metric for 'best so far' (default: the sweep file's metric, else corruption_acc)")
-    parser.add_argument("--mode", choices=("max", "min"), default=None)
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, "
-                        "else sqlite:///./mlflow.db)")
-    parser.add_argument("--all-parents", action="store_true", help="count trials of earlier runs of the sweep too")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+                        help=f"metric for 'best so far' (default: the sweep file's metric, else {opt.DEFAULT_METRIC})")
+    opt.add_mode(parser)
+    opt.add_tracking_uri(parser)
+    opt.add_all_parents(parser, help="count trials of earlier runs of the sweep too")
+    opt.add_json(parser)
 
 
 def sweep_status(sweep, *, metric: str | None = None, mode: str | None = None, tracking_uri: str | None = None,
@@ -25,14 +27,14 @@ def sweep_status(sweep, *, metric: str | None = None, mode: str | None = None, t
 
     ref = query.resolve_sweep(sweep, tracking_uri=tracking_uri)
     parents = query.parent_runs(ref)
-    metric = metric or ref.metric or "corruption_acc"
-    mode = mode or (ref.mode if ref.mode in ("max", "min") else None) or "max"
+    metric = metric or ref.metric or opt.DEFAULT_METRIC
+    mode = mode or (ref.mode if ref.mode in opt.MODES else None) or "max"
     table = query.runs(ref, include_failed=True, include_stopped=True, include_running=True,
                        all_parents=all_parents)
     parent = parents[0]
-    out = {"sweep": parent.data.tags.get("v1sweep.sweep", ref.name), "parent_run_id": parent.info.run_id,
+    out = {"sweep": parent.data.tags.get(C.SWEEP, ref.name), "parent_run_id": parent.info.run_id,
            "parent_status": parent.info.status, "experiment_id": parent.info.experiment_id,
-           "sweep_dir": parent.data.tags.get("v1sweep.sweep_dir"), "parents": len(parents),
+           "sweep_dir": parent.data.tags.get(C.SWEEP_DIR), "parents": len(parents),
            "tracking_uri": mask_uri(ref.tracking_uri), "counts": query.status_counts(table),
            "metric": metric, "mode": mode, "best": None,
            "failed": [{"trial_id": r["trial_id"], "run_id": r["run_id"], "error": r["error"]}

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from v1sweep import contracts as C
+from v1sweep.corruptions.catalog import CATEGORIES
+
 HELP = "train and evaluate one trial from a trial config (no Ray, no MLflow)"
 
 # Headline metrics printed at the end, in this order (all are in DIR/summary.json).
-_SHOWN = ("clean_acc", "clean_top5", "corruption_acc", "corruption_acc/noise", "corruption_acc/blur",
-          "corruption_acc/weather", "corruption_acc/digital", "rf_similarity", "train_images_per_s",
-          "wall_time_s")
+_SHOWN = (C.CLEAN_ACC, C.CLEAN_TOP5, C.CORRUPTION_ACC, *(C.corruption_metric(c) for c in CATEGORIES),
+          C.RF_SIMILARITY, C.TRAIN_IMAGES_PER_S, C.WALL_TIME_S)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

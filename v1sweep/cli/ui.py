@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from v1sweep.cli import options as opt
+
 HELP = "start the MLflow UI for the project's tracking store (127.0.0.1 by default) and print its URL"
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -20,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes the UI, without "
                              "authentication, to the network)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, "
-                        "else sqlite:///./mlflow.db)")
+    opt.add_tracking_uri(parser)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the server to answer (default 120)")
@@ -155,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"MLflow UI: {url}  (store {mask_uri(uri)}; Ctrl-C to stop)")
         print_links(links, url)
         sys.stdout.flush()
-        for line in proc.stdout:  # relay the server log, masked, until it exits
+        for line in proc.stdout or ():  # relay the server log, masked, until it exits
             sys.stderr.write(mask_text(line, uri))
         return proc.wait()
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ from v1sweep.config import trial as trial_config
 from v1sweep.config.trial import TrialConfig
 from v1sweep.config.adversarial import ADV_PREFIX
 from v1sweep.errors import ConfigError
+from v1sweep import contracts
 from v1sweep.config.schema import (UnknownField, build, check_constraints, closest, coerce, deep_merge,
                                    is_int_hint, is_number_hint, lookup, spec, to_dict, unflatten)
 from v1sweep.sweep.algorithms import SEARCH_ALGORITHMS, SEARCH_OPTIONS, Option, algorithm_names
@@ -53,10 +54,9 @@ SWEEPS_DIR = BUNDLE_ROOT / "sweeps"
 SEARCH_SPACES_DIR = BUNDLE_ROOT / "search_spaces"
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
 DEFAULT_TRIAL_FUNCTION = "v1sweep.trial:run_trial"
-# Final metrics a search may optimise (docs/architecture.md, "trial"); prefixes take a sub-name.
-FINAL_METRICS = ("clean_acc", "clean_top5", "corruption_acc", "rf_similarity", "train_images_per_s",
-                 "wall_time_s")
-FINAL_METRIC_PREFIXES = ("corruption_acc/", "rf_similarity/", "rf_wasserstein/", ADV_PREFIX)
+# Final metrics a search may optimise (owned by `v1sweep.contracts`); prefixes take a sub-name.
+FINAL_METRICS = contracts.FINAL_METRICS
+FINAL_METRIC_PREFIXES = (*contracts.FINAL_METRIC_PREFIXES, ADV_PREFIX)
 # Trial keys holding paths: made absolute against the working directory when the sweep is loaded.
 PATH_KEYS = ("data.path", "data.cache_dir", "eval.path", "eval.cache_dir", "rf.custom_path")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

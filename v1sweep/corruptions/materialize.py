@@ -36,6 +36,7 @@ from v1sweep.corruptions.params import table_for
 from v1sweep.corruptions.suite import apply, check_name, check_severity
 from v1sweep.corruptions.storage import storage_format, store_uint8
 from v1sweep.corruptions.textures import PHOTOS, resolve_frost
+from v1sweep.io import temp_path, write_json
 
 CODE_VERSION = 2  # bump whenever a corruption's output changes, so old sets are not reused
 FORMAT = "v1sweep-corruptions/1"
@@ -78,25 +79,21 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
 
 
-def _no_space(path: Path, tmp: Path, exc: OSError) -> OSError:
+def _no_space(path: Path, tmp: Path | None, exc: OSError) -> OSError:
     """A full disk named by the file being written (the trial reports
     ``No space left on device: PATH``); the partial temporary is removed."""
-    tmp.unlink(missing_ok=True)
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
     if exc.errno == errno.ENOSPC:
         return OSError(errno.ENOSPC, "No space left on device", str(path))
     return exc
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
+        write_json(path, data, indent=1, sort_keys=True, newline=False)
     except OSError as exc:
-        raise _no_space(path, tmp, exc) from None
-    os.replace(tmp, path)
+        raise _no_space(path, None, exc) from None
 
 
 def _entry_ok(folder: Path, entry: object, filename: str) -> bool:
@@ -116,7 +113,7 @@ def _labels_array(labels: np.ndarray) -> np.ndarray:
 
 def _write_npy(path: Path, fill: Callable[[np.ndarray], None], shape: tuple, dtype: np.dtype) -> int:
     """Write an .npy through a temporary file and a rename; returns the file size."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         _reserve(tmp)
@@ -199,7 +196,10 @@ def materialize(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nda
     sevs = sorted({check_severity(s) for s in severities})
     table = table_for(max(h, w), table)
     parts = set_key(imgs, lab, idx, seed, table, frost, storage)
-    folder = Path(cache_dir) if exact_dir else cache_root(cache_dir) / "corruptions" / parts["key"]
+    if exact_dir and cache_dir is None:
+        raise TypeError("exact_dir=True needs a cache_dir (the folder to write the set into)")
+    folder = Path(cache_dir) if exact_dir and cache_dir is not None else \
+        cache_root(cache_dir) / "corruptions" / parts["key"]
     folder.mkdir(parents=True, exist_ok=True)
     if frost == "published" and parts["frost"] != PHOTOS and log is not None:
         log(f"WARNING: frost falls back to {parts['frost']} textures (published photographs missing)")

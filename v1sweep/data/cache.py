@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from v1sweep.errors import DatasetError
+from v1sweep.io import atomic_write
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".webp", ".tif", ".tiff")
@@ -116,15 +116,15 @@ def decode_image(path: str, size: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = opened.convert("RGB")
             w, h = im.size
             if w != h:
                 side = min(w, h)
                 left, top = (w - side) // 2, (h - side) // 2
                 im = im.crop((left, top, left + side, top + side))
             if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"image file disappeared while reading: {path}") from None
@@ -141,7 +141,7 @@ def resize_array(images: np.ndarray, size: int, workers: int | None = None) -> n
 
     def one(i: int) -> np.ndarray:
         im = Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)))
-        return np.asarray(im.resize((size, size), Image.BILINEAR)).transpose(2, 0, 1)
+        return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
 
     out = np.empty((len(images), 3, size, size), dtype=np.uint8)
     _parallel(len(images), lambda i: out.__setitem__(i, one(i)), workers)
@@ -205,19 +205,11 @@ def read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically: a temp file in the same folder, then rename. Failures only warn."""
+    """Write atomically (`v1sweep.io.atomic_write`: a temp file in the same folder, then rename).
+    Failures only warn."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; give it ordinary file permissions
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # numpy's stub: **kwds
     except OSError as exc:
         # The cache only saves decoding time: a full disk is named, and the trial goes on without it.
         reason = f"No space left on device: {path.parent}" if exc.errno == errno.ENOSPC else str(exc)

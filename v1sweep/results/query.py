@@ -13,7 +13,6 @@ directory. Failed and stopped trials are left out unless asked for.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import re
@@ -22,10 +21,14 @@ import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from v1sweep.errors import V1SweepError
-from v1sweep.results.store import is_local, mask_uri, resolve_tracking_uri, store_exists
+from v1sweep import contracts as C
+
+from v1sweep.errors import QueryError, V1SweepError  # noqa: F401 - defined there, importable from here too
+from v1sweep.io import scoped_env
+from v1sweep.results.store import all_experiment_ids, is_local, mask_uri, resolve_tracking_uri, search_all_runs, \
+    store_exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,17 +36,13 @@ if TYPE_CHECKING:
     from v1sweep.config.trial import TrialConfig
 
 # "interrupted": ended by Ctrl-C or a dead driver, waiting for `v1sweep resume` (tracking tags it).
-STATES = ("finished", "failed", "stopped", "running", "interrupted")
-SWEEP_ROLE, TRIAL_ROLE, ANALYSIS_ROLE = "sweep", "trial", "analysis"
+STATES = C.TRIAL_STATES
+SWEEP_ROLE, TRIAL_ROLE, ANALYSIS_ROLE = C.ROLE_SWEEP, C.ROLE_TRIAL, C.ROLE_ANALYSIS
 BASE_COLUMNS = ("run_id", "trial_id", "status", "run_name", "parent_run_id", "experiment_id",
                 "start_time", "end_time", "error")
 # Files of a sweep output directory that name the sweep (checked in this order): `v1sweep.sweep`
 # writes sweep.json (name, tracking URI, experiment, parent run id, search metric) and sweep.yaml.
-SWEEP_DIR_FILES = ("sweep.json", "sweep.yaml")
-
-
-class QueryError(V1SweepError, LookupError):
-    """A sweep, run or metric asked for is not in the tracking store."""
+SWEEP_DIR_FILES = (C.SWEEP_JSON, C.SPEC_YAML)
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def _read_sweep_file(path: Path) -> Mapping[str, Any]:
 
 def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: str,
                    sweep_dir: str | None = None) -> SweepRef:
-    tracking = info.get("tracking") if isinstance(info.get("tracking"), Mapping) else {}
+    tracking: Mapping[str, Any] = info["tracking"] if isinstance(info.get("tracking"), Mapping) else {}
     name = info.get("name") or info.get("sweep")
     if not name:
         raise QueryError(f"{file}: no 'name:' key; cannot tell which sweep it describes")
@@ -109,7 +108,7 @@ def _ref_from_info(info: Mapping[str, Any], tracking_uri: str | None, *, file: s
     if info.get("tracking_uri_masked") and not tracking_uri:  # sweep.json never stores credentials
         raise QueryError(f"{file}: the sweep's tracking URI holds credentials and was not stored "
                          f"({uri}); pass it with --tracking-uri")
-    search = info.get("search") if isinstance(info.get("search"), Mapping) else {}
+    search: Mapping[str, Any] = info["search"] if isinstance(info.get("search"), Mapping) else {}
     metric = search.get("metric") or info.get("metric")
     mode = search.get("mode") or info.get("mode")
     metrics, modes = search.get("metrics"), search.get("modes")
@@ -167,13 +166,7 @@ def _experiment_ids(client, experiment: str | None = None) -> list[str]:
         exp = client.get_experiment_by_name(experiment)
         if exp is not None:
             return [exp.experiment_id]
-    ids, token = [], None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        ids.extend(e.experiment_id for e in page)
-        token = page.token
-        if not token:
-            return ids
+    return all_experiment_ids(client)
 
 
 def _search(client, experiment_ids: Sequence[str], filter_string: str,
@@ -182,28 +175,21 @@ def _search(client, experiment_ids: Sequence[str], filter_string: str,
 
     if not experiment_ids:
         return []
-    out, token = [], None
-    while True:
-        try:
-            page = client.search_runs(list(experiment_ids), filter_string=filter_string,
-                                      max_results=1000, order_by=list(order_by or []), page_token=token)
-        except MlflowException as exc:
-            raise QueryError(f"MLflow rejected the filter {shown or filter_string!r}: {exc.message}") from None
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
+    try:
+        return search_all_runs(client, experiment_ids, filter_string, order_by=list(order_by or []))
+    except MlflowException as exc:
+        raise QueryError(f"MLflow rejected the filter {shown or filter_string!r}: {exc.message}") from None
 
 
 def list_sweeps(*, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every sweep parent run in the store: name, parent_run_id, experiment_id, start_time, status."""
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
-    parents = _search(client, _experiment_ids(client), f"tags.`v1sweep.role` = '{SWEEP_ROLE}'",
+    parents = _search(client, _experiment_ids(client), f"tags.`{C.ROLE}` = '{SWEEP_ROLE}'",
                       ["attributes.start_time DESC"])
-    return [{"name": r.data.tags.get("v1sweep.sweep"), "parent_run_id": r.info.run_id,
+    return [{"name": r.data.tags.get(C.SWEEP), "parent_run_id": r.info.run_id,
              "experiment_id": r.info.experiment_id, "start_time": r.info.start_time,
-             "status": r.info.status, "sweep_dir": r.data.tags.get("v1sweep.sweep_dir")}
+             "status": r.info.status, "sweep_dir": r.data.tags.get(C.SWEEP_DIR)}
             for r in parents]
 
 
@@ -221,11 +207,11 @@ def _local_parents(local, ref: SweepRef) -> list:
         found = local.runs([ref.parent_run_id])
         if found:
             return found
-    tags = {"v1sweep.role": SWEEP_ROLE}
+    tags = {C.ROLE: SWEEP_ROLE}
     if ref.name:
-        tags["v1sweep.sweep"] = ref.name
+        tags[C.SWEEP] = ref.name
     if ref.sweep_dir and not ref.name:
-        tags["v1sweep.sweep_dir"] = ref.sweep_dir
+        tags[C.SWEEP_DIR] = ref.sweep_dir
     exp = local.experiment_id(ref.experiment) if ref.experiment else None
     found = local.runs_tagged(tags, [exp] if exp else None)
     if not found and ref.alias:
@@ -254,11 +240,11 @@ def parent_runs(sweep: str | Path | SweepRef, *, tracking_uri: str | None = None
             return [client.get_run(ref.parent_run_id)]
         except MlflowException:
             pass  # fall back to the tags
-    clauses = [f"tags.`v1sweep.role` = '{SWEEP_ROLE}'"]
+    clauses = [f"tags.`{C.ROLE}` = '{SWEEP_ROLE}'"]
     if ref.name:
-        clauses.append(f"tags.`v1sweep.sweep` = {_quote(ref.name)}")
+        clauses.append(f"tags.`{C.SWEEP}` = {_quote(ref.name)}")
     if ref.sweep_dir and not ref.name:
-        clauses.append(f"tags.`v1sweep.sweep_dir` = {_quote(ref.sweep_dir)}")
+        clauses.append(f"tags.`{C.SWEEP_DIR}` = {_quote(ref.sweep_dir)}")
     exp_ids = _experiment_ids(client, ref.experiment)
     found = _search(client, exp_ids, " AND ".join(clauses), ["attributes.start_time DESC"])
     if not found and ref.alias:
@@ -270,8 +256,8 @@ def parent_runs(sweep: str | Path | SweepRef, *, tracking_uri: str | None = None
 
 def _not_found_message(client, ref: SweepRef) -> str:
     what = f"sweep {ref.name!r}" if ref.name else f"a sweep run from directory {ref.sweep_dir}"
-    parents = _search(client, _experiment_ids(client), f"tags.`v1sweep.role` = '{SWEEP_ROLE}'")
-    names = sorted({r.data.tags.get("v1sweep.sweep", "?") for r in parents})
+    parents = _search(client, _experiment_ids(client), f"tags.`{C.ROLE}` = '{SWEEP_ROLE}'")
+    names = sorted({r.data.tags.get(C.SWEEP, "?") for r in parents})
     where = mask_uri(ref.tracking_uri)
     if not names:
         return f"no {what} in {where}: the store holds no sweeps yet"
@@ -364,10 +350,10 @@ def _typed(raw: Any, hint: Any) -> Any:
 # Public API
 # ---------------------------------------------------------------------------------------------
 def _status_of(run) -> str:
-    tag = run.data.tags.get("v1sweep.status")
-    if tag in STATES or tag == "superseded":  # superseded: a duplicate the tracker retired
+    tag = run.data.tags.get(C.STATUS)
+    if tag in STATES or tag == C.SUPERSEDED:  # superseded: a duplicate the tracker retired
         return tag
-    if run.data.tags.get("v1sweep.interrupted") == "true" and run.info.status != "RUNNING":
+    if run.data.tags.get(C.INTERRUPTED) == C.TRUE and run.info.status != "RUNNING":
         return "interrupted"
     return {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
             "FAILED": "failed", "KILLED": "stopped"}.get(run.info.status, "running")
@@ -379,14 +365,14 @@ def _row(run) -> dict[str, Any]:
     info, data = run.info, run.data
     row: dict[str, Any] = {
         "run_id": info.run_id,
-        "trial_id": data.tags.get("trial_id"),
+        "trial_id": data.tags.get(C.TRIAL_ID),
         "status": _status_of(run),
         "run_name": info.run_name,
-        "parent_run_id": data.tags.get("mlflow.parentRunId"),
+        "parent_run_id": data.tags.get(C.PARENT),
         "experiment_id": info.experiment_id,
         "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
-        "error": data.tags.get("v1sweep.error"),
+        "error": data.tags.get(C.ERROR),
     }
     row.update({f"params.{k}": parse_value(v) for k, v in data.params.items()})
     row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
@@ -417,8 +403,8 @@ def runs(sweep: str | Path | SweepRef, filter: str | None = None, *, tracking_ur
         client = _client(ref.tracking_uri)
         found = []
         for parent in parents:
-            clause = (f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
-                      f"AND tags.`v1sweep.role` = '{TRIAL_ROLE}'")
+            clause = (f"tags.`{C.PARENT}` = '{parent.info.run_id}' "
+                      f"AND tags.`{C.ROLE}` = '{TRIAL_ROLE}'")
             if user:
                 clause += f" AND {user}"
             found.extend(_search(client, [parent.info.experiment_id], clause, shown=filter))
@@ -444,7 +430,7 @@ def _local_children(uri: str, parents: Sequence) -> list | None:
     try:
         found = []
         for parent in parents:
-            found.extend(local.runs_tagged({"mlflow.parentRunId": parent.info.run_id, "v1sweep.role": TRIAL_ROLE},
+            found.extend(local.runs_tagged({C.PARENT: parent.info.run_id, C.ROLE: TRIAL_ROLE},
                                            [parent.info.experiment_id]))
         return found
     finally:
@@ -525,19 +511,9 @@ def pareto(sweep: Any, metrics: Sequence[str], modes: Sequence[str] | str | None
     return front.sort_values(cols[0], ascending=(modes[0] == "min"), kind="stable").reset_index(drop=True)
 
 
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
+def _no_progress_bar() -> typing.ContextManager[None]:
     """MLflow draws a download progress bar on stderr; one small file does not need it."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    old = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    return scoped_env({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
 
 
 def config_of(run_id: str, *, tracking_uri: str | None = None) -> "TrialConfig":
@@ -556,19 +532,19 @@ def config_of(run_id: str, *, tracking_uri: str | None = None) -> "TrialConfig":
         run = client.get_run(run_id)
     except MlflowException:
         raise QueryError(f"no run {run_id!r} in {mask_uri(uri)}") from None
-    role = run.data.tags.get("v1sweep.role")
+    role = run.data.tags.get(C.ROLE)
     if role not in (None, TRIAL_ROLE):
         raise QueryError(f"run {run_id} is a {role!r} run, not a trial; pick a trial's run_id")
     try:
         names = {a.path for a in client.list_artifacts(run_id)}
     except Exception:  # artifact store unreachable: the params still tell
         names = set()
-    if "config.yaml" in names:
+    if C.CONFIG_YAML in names:
         with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
             try:
-                local = client.download_artifacts(run_id, "config.yaml", tmp)
+                local = client.download_artifacts(run_id, C.CONFIG_YAML, tmp)
                 tree = cfg.read_yaml(local)
-                return cfg.from_dict(tree or {}, file=f"run {run_id}: config.yaml")
+                return cfg.from_dict(tree or {}, file=f"run {run_id}: {C.CONFIG_YAML}")
             except MlflowException:
                 pass
     if not run.data.params:

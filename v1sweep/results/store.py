@@ -13,7 +13,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 # MLflow 3 sends usage telemetry unless told not to; research runs should not phone home.
@@ -232,3 +232,29 @@ def check_readable(uri: str) -> None:
 
         raise V1SweepError(f"the MLflow store {db} is half-migrated (table {leftovers[0]} was left by an interrupted "
                            f"schema migration); `v1sweep run` or `v1sweep resume` on this store repairs it")
+
+
+def paged(fetch: Callable[[str | None], Any]) -> list:
+    """Every item of a paged MLflow search: `fetch(page_token)` returns a page with ``.token``."""
+    out: list = []
+    token = None
+    while True:
+        page = fetch(token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def search_all_runs(client: Any, experiment_ids: Sequence[str], filter_string: str,
+                    order_by: Sequence[str] | None = None) -> list:
+    """`MlflowClient.search_runs` over all pages (1000 runs a page); the caller handles errors."""
+    extra = {} if order_by is None else {"order_by": list(order_by)}
+    return paged(lambda token: client.search_runs(list(experiment_ids), filter_string=filter_string,
+                                                  max_results=1000, page_token=token, **extra))
+
+
+def all_experiment_ids(client: Any) -> list[str]:
+    """The ids of every experiment in the store."""
+    return [e.experiment_id for e in paged(lambda token: client.search_experiments(max_results=1000,
+                                                                                  page_token=token))]

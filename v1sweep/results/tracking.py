@@ -18,23 +18,24 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
-from v1sweep.errors import V1SweepError
-from v1sweep.results.store import is_local, mask_text, mask_uri, sqlite_path
+from v1sweep import contracts as C
+from v1sweep.errors import TrackingError, V1SweepError  # noqa: F401 - defined there, importable from here too
+from v1sweep.io import scoped_env
+from v1sweep.results.store import is_local, mask_text, mask_uri, search_all_runs, sqlite_path
 
-ROLE, SWEEP, TRIAL_ID = "v1sweep.role", "v1sweep.sweep", "trial_id"
-STATUS, ERROR, PARENT = "v1sweep.status", "v1sweep.error", "mlflow.parentRunId"
-FINAL_TAG = "v1sweep.final_logged"
+# The layout's names are owned by `v1sweep.contracts`; these aliases are this module's public API.
+ROLE, SWEEP, TRIAL_ID = C.ROLE, C.SWEEP, C.TRIAL_ID
+STATUS, ERROR, PARENT = C.STATUS, C.ERROR, C.PARENT
+FINAL_TAG = C.FINAL_LOGGED
 # Set on a run whose final metrics are logged but whose artifacts a full disk refused (run FAILED).
-ARTIFACTS_MISSING = "v1sweep.artifacts_missing"
+ARTIFACTS_MISSING = C.ARTIFACTS_MISSING
 NO_SPACE = "No space left on device"
 # Files of a trial's output folder logged as artifacts (when present).
-TRIAL_ARTIFACTS = ("config.yaml", "rf_params.csv", "rf_histograms.png", "summary.json", "eval_table.csv",
-                   "trial.log", "model.pt")
+TRIAL_ARTIFACTS = C.TRIAL_ARTIFACTS
 # Large enough for ResNet18/50 weights (model.pt, which model-level analyses rebuild networks from).
 MAX_ARTIFACT_BYTES = 256 * 2**20
 # Keys Ray Tune adds to every result; never logged as metrics.
@@ -50,27 +51,13 @@ _PERMANENT = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "R
                         "INVALID_REQUEST", "FEATURE_DISABLED"})
 
 
-class TrackingError(V1SweepError, RuntimeError):
-    """The tracking store cannot be reached or written."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Store checks and small helpers
 # ---------------------------------------------------------------------------------------------
-@contextmanager
-def _quick_http(timeout: float) -> Iterator[None]:
+def _quick_http(timeout: float) -> ContextManager[None]:
     """MLflow's HTTP client without its minutes of retries, for the start-up check only."""
-    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(max(1, timeout)))}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return scoped_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(max(1, timeout)))})
 
 
 def check_store(uri: str, timeout: float = 5.0) -> None:
@@ -182,6 +169,8 @@ class _Op:
         if self.fn is not None:
             self.fn(client)
         elif self.metrics or self.params or self.tags:
+            if self.resolve is None:
+                raise TrackingError(f"{self.what}: no run to write to")
             client.log_batch(self.resolve(), metrics=self.metrics or [], params=self.params, tags=self.tags)
 
 
@@ -361,7 +350,7 @@ class SweepTracker:
             return exp.experiment_id
         return eid
 
-    def publish_view(self, *, metric: str = "corruption_acc", mode: str = "max", params: Sequence[str] = ()) -> str:
+    def publish_view(self, *, metric: str = C.CORRUPTION_ACC, mode: str = "max", params: Sequence[str] = ()) -> str:
         """Save the sweep's runs-table view in its experiment (see `view_state`); returns its key."""
         key = view_key(self.sweep_name)
         try:
@@ -383,12 +372,12 @@ class SweepTracker:
                     extra_tags: Mapping[str, str] | None = None,
                     commit_dirs: Sequence[str | Path] = ()) -> str:
         """Create the parent run; `commit_dirs`: where to look for a git checkout (first found wins)."""
-        tags = {ROLE: "sweep", SWEEP: self.sweep_name, "v1sweep.spec_hash": spec_hash,
-                "v1sweep.sweep_dir": sweep_dir, "v1sweep.command": _tag_value(command)}
+        tags = {ROLE: C.ROLE_SWEEP, SWEEP: self.sweep_name, C.SPEC_HASH: spec_hash,
+                C.SWEEP_DIR: sweep_dir, C.COMMAND: _tag_value(command)}
         for where in commit_dirs:
             commit = git_commit(where) if Path(where).is_dir() else None
             if commit:
-                tags["v1sweep.git_commit"] = commit
+                tags[C.GIT_COMMIT] = commit
                 break
         tags.update(extra_tags or {})
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=Path(sweep_dir).name)
@@ -421,15 +410,15 @@ class SweepTracker:
         if parent.info.status != "RUNNING":
             self.client.update_run(parent_run_id, status="RUNNING")
         if command:
-            self.client.set_tag(parent_run_id, "v1sweep.resume_command", _tag_value(command))
+            self.client.set_tag(parent_run_id, C.RESUME_COMMAND, _tag_value(command))
         for run in self._search(f"tags.`{PARENT}` = '{parent_run_id}'"):
             trial_id = run.data.tags.get(TRIAL_ID)
             if not trial_id:
                 continue
             child = ChildRun(run.info.run_id, run.info.status, dict(run.data.tags), params=dict(run.data.params))
-            child.final = run.data.tags.get(FINAL_TAG) == "true" or run.data.tags.get(STATUS) == "finished"
-            child.artifacts_missing = run.data.tags.get(ARTIFACTS_MISSING) == "true"
-            child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, "epoch")}
+            child.final = run.data.tags.get(FINAL_TAG) == C.TRUE or run.data.tags.get(STATUS) == "finished"
+            child.artifacts_missing = run.data.tags.get(ARTIFACTS_MISSING) == C.TRUE
+            child.steps = {int(m.step) for m in self.client.get_metric_history(run.info.run_id, C.EPOCH)}
             if trial_id in self.children:  # a duplicate (older versions): keep the finished one
                 other = self.children[trial_id]
                 if _finished(child) and _finished(other):  # never delete a finished run: index it apart
@@ -443,14 +432,7 @@ class SweepTracker:
         return self.children
 
     def _search(self, filter_string: str) -> list:
-        out, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1000,
-                                           page_token=token)
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
+        return search_all_runs(self.client, [self.experiment_id], filter_string)
 
     def end_sweep(self, status: str = "FINISHED", tags: Mapping[str, Any] | None = None,
                   timeout: float | None = None) -> None:
@@ -494,7 +476,7 @@ class SweepTracker:
                     self.writer.submit(_Op(f"attempt history of trial {trial_id}", trial_id=trial_id,
                                            tags=[RunTag(k, _tag_value(v)) for k, v in history.items()],
                                            resolve=self._resolver(trial_id)))
-                stale = [k for k in (STATUS, ERROR, "v1sweep.interrupted") if k in child.tags]
+                stale = [k for k in (STATUS, ERROR, C.INTERRUPTED) if k in child.tags]
                 for k in stale:
                     child.tags.pop(k)
                 resolve = self._resolver(trial_id)
@@ -511,8 +493,8 @@ class SweepTracker:
                 child.status = "RUNNING"
                 self.writer.submit(_Op(f"re-open run of trial {trial_id}", reopen, trial_id))
             return
-        all_tags = {ROLE: "trial", SWEEP: self.sweep_name, TRIAL_ID: trial_id, PARENT: self.parent_run_id,
-                    **(tags or {})}
+        all_tags: dict[str, Any] = {ROLE: C.ROLE_TRIAL, SWEEP: self.sweep_name, TRIAL_ID: trial_id,
+                                    PARENT: self.parent_run_id, **(tags or {})}
         param_list = [Param(k, param_value(v)) for k, v in params.items()]
         child = ChildRun("", "RUNNING", dict(all_tags))
         self.children[trial_id] = child
@@ -573,7 +555,7 @@ class SweepTracker:
             return
         ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
         batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v)]
-        if "epoch" in metrics:
+        if C.EPOCH in metrics:
             child.steps.add(int(step))
         self.writer.submit(_Op(f"metrics of trial {trial_id} at step {step}", trial_id=trial_id, metrics=batch,
                                resolve=self._resolver(trial_id)))
@@ -587,10 +569,10 @@ class SweepTracker:
             return
         ts = int(time.time() * 1000)
         # "epoch" is a per-epoch metric, already logged at this step with the last epoch's results.
-        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v) and k != "epoch"]
+        batch = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items() if _is_number(v) and k != C.EPOCH]
         # One log_batch: the metrics and the marker a resumed sweep looks for arrive together.
         self.writer.submit(_Op(f"final metrics of trial {trial_id}", trial_id=trial_id, metrics=batch,
-                               tags=[RunTag(FINAL_TAG, "true")], resolve=self._resolver(trial_id)))
+                               tags=[RunTag(FINAL_TAG, C.TRUE)], resolve=self._resolver(trial_id)))
         child.final = True
 
     def log_artifacts(self, trial_id: str, *, files: Mapping[str, bytes] | None = None,
@@ -651,7 +633,7 @@ class SweepTracker:
                          "interrupted": "KILLED"}[status]
         tags = dict(extra_tags or {})
         if status == "interrupted":
-            tags["v1sweep.interrupted"] = "true"
+            tags[C.INTERRUPTED] = C.TRUE
         else:
             tags[STATUS] = status
         if error:
@@ -662,8 +644,8 @@ class SweepTracker:
             full = self.no_space.get(trial_id)
             if full and status == "finished":  # its artifacts hit a full disk: not FINISHED silently
                 client.log_batch(resolve(), tags=[RunTag(STATUS, "failed"), RunTag(ERROR, full),
-                                                  RunTag(ARTIFACTS_MISSING, "true")])
-                child.tags.update({STATUS: "failed", ERROR: full, ARTIFACTS_MISSING: "true"})
+                                                  RunTag(ARTIFACTS_MISSING, C.TRUE)])
+                child.tags.update({STATUS: "failed", ERROR: full, ARTIFACTS_MISSING: C.TRUE})
                 child.artifacts_missing, child.status = True, "FAILED"
                 client.set_terminated(resolve(), "FAILED")
                 return
@@ -691,7 +673,7 @@ class SweepTracker:
         def fn(client: Any) -> None:
             run_id = resolve()
             self._runs.pop(trial_id, None)
-            client.set_tag(run_id, STATUS, "superseded")
+            client.set_tag(run_id, STATUS, C.SUPERSEDED)
             client.set_terminated(run_id, "KILLED")
             client.delete_run(run_id)
 
@@ -721,8 +703,8 @@ def _attempt_history(child: ChildRun) -> dict[str, str]:
     ``v1sweep.attempts`` (count of failed attempts) and ``v1sweep.attempt.<n>.error``."""
     if child.tags.get(STATUS) != "failed":
         return {}
-    n = int(child.tags.get("v1sweep.attempts", "0") or 0) + 1
-    return {"v1sweep.attempts": str(n), f"v1sweep.attempt.{n}.error": child.tags.get(ERROR, "no error recorded")}
+    n = int(child.tags.get(C.ATTEMPTS, "0") or 0) + 1
+    return {C.ATTEMPTS: str(n), C.attempt_error(n): child.tags.get(ERROR, "no error recorded")}
 
 
 def _artifact_no_space(exc: BaseException, client: Any, run_id: str) -> str | None:
@@ -775,27 +757,27 @@ def _is_number(value: Any) -> bool:
 
 
 # MLflow 3's UI reads this experiment tag to choose the experiment's view (training runs vs GenAI).
-EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_KIND, TRAINING_KIND = C.EXPERIMENT_KIND, C.TRAINING_KIND
 
 
 # A view of the runs table saved in the experiment (MLflow's "share view": tag
 # mlflow.sharedViewState.<key>, opened by ?viewStateShareKey=<key>): the sweep's trials, flat (not
 # folded under the parent run), best first, with the headline metrics and swept params as columns.
-SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
-VIEW_METRICS = ("clean_acc", "corruption_acc", "rf_similarity")
+SHARED_VIEW_PREFIX = C.SHARED_VIEW_PREFIX
+VIEW_METRICS = (C.CLEAN_ACC, C.CORRUPTION_ACC, C.RF_SIMILARITY)
 
 
 def view_key(sweep_name: str) -> str:
     return "v1sweep-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_name)
 
 
-def view_state(sweep_name: str, metric: str = "corruption_acc", mode: str = "max",
+def view_state(sweep_name: str, metric: str = C.CORRUPTION_ACC, mode: str = "max",
                params: Sequence[str] = ()) -> dict[str, Any]:
     """The runs-table state MLflow's UI restores from the shared-view tag (plain JSON)."""
     metrics = [m for m in (metric, *VIEW_METRICS) if m]
     columns = [f"metrics.`{m}`" for m in dict.fromkeys(metrics)] + [f"params.`{p}`" for p in params]
     name = sweep_name.replace("\\", "\\\\").replace("'", "\\'")
-    return {"searchFilter": f"tags.`{SWEEP}` = '{name}' AND tags.`{ROLE}` = 'trial'",
+    return {"searchFilter": f"tags.`{SWEEP}` = '{name}' AND tags.`{ROLE}` = '{C.ROLE_TRIAL}'",
             "orderByKey": f"metrics.`{metric}`", "orderByAsc": mode == "min", "selectedColumns": columns}
 
 
@@ -826,3 +808,43 @@ def command_line(argv: list[str] | None = None, uri: str | None = None) -> str:
 
 
 _URI = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"<>()]+")
+
+
+# ---------------------------------------------------------------------------------------------
+# The analysis run (`v1sweep analyze`): analysis builds the results, this writes them
+# ---------------------------------------------------------------------------------------------
+class AnalysisRun:
+    """An analysis run under a sweep's parent run (tags ``mlflow.parentRunId``,
+    ``v1sweep.role=analysis``, ``v1sweep.sweep``, ``v1sweep.analysis``), written synchronously.
+
+    Created RUNNING by `start_analysis_run`; `finish` logs params, metrics (step 0) and a folder of
+    artifacts and ends it FINISHED; `fail` ends it FAILED (the report could not be built)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def finish(self, *, params: Mapping[str, Any], metrics: Mapping[str, float], folder: str | Path) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        param_list = [Param(k, str(v)) for k, v in params.items()]
+        batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for i in range(0, max(len(batch), 1), 900):  # log_batch takes at most 1000 entries
+            self.client.log_batch(self.run_id, metrics=batch[i:i + 900], params=param_list if i == 0 else [])
+        self.client.log_artifacts(self.run_id, str(folder))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self) -> None:
+        self.client.set_terminated(self.run_id, "FAILED")
+
+
+def start_analysis_run(uri: str, *, experiment_id: str, parent_run_id: str, sweep_name: str,
+                       analysis: str = C.ANALYSIS_ROBUSTNESS) -> AnalysisRun:
+    """Create the RUNNING analysis run ``analysis-<sweep_name>`` under `parent_run_id`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(experiment_id, run_name=f"analysis-{sweep_name}", tags={
+        PARENT: parent_run_id, ROLE: C.ROLE_ANALYSIS, SWEEP: sweep_name, C.ANALYSIS: analysis})
+    return AnalysisRun(client, run.info.run_id)

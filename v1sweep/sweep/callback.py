@@ -125,8 +125,10 @@ class TrackingBridge:
         self._end(trial_key(trial), "failed", _error_text(trial))
 
     def recover(self, trial: Any) -> None:
-        self.tracker.set_tags(trial_key(trial), {"v1sweep.retries": str(trial.num_failures),
-                                               "v1sweep.last_error": _error_text(trial)})
+        from v1sweep import contracts as C
+
+        self.tracker.set_tags(trial_key(trial), {C.RETRIES: str(trial.num_failures),
+                                               C.LAST_ERROR: _error_text(trial)})
 
     def reconcile(self, trial: Any) -> None:
         """A trial Tune will not run again (finished / errored, perhaps in an earlier session whose
@@ -164,17 +166,7 @@ def make_callback(bridge: TrackingBridge) -> Any:
     return V1SweepTracking(bridge)
 
 
-class SearchAlgorithmFailed(V1SweepError):
-    """The search algorithm itself (not a trial) failed: the sweep cannot go on.
-
-    Exit status 1 (a fault of the system, not of the user's input)."""
-
-    exit_status = 1
-
-    def __init__(self, algorithm: str, cause: str) -> None:
-        self.algorithm = algorithm
-        self.cause = cause
-        super().__init__(f"search algorithm {algorithm} failed: {cause}")
+from v1sweep.errors import SearchAlgorithmFailed  # noqa: E402,F401 - defined in v1sweep.errors, importable here
 
 
 # Classes that lived here (built on first use) until they became plain classes of modules that

@@ -49,7 +49,10 @@ from v1sweep.sweep.space import param_space
 from v1sweep.config.sweep_file import SweepSpec
 from v1sweep.sweep.trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
 
-SWEEP_JSON, SPEC_YAML, SOURCE_YAML = "sweep.json", "sweep.yaml", "source.yaml"
+from v1sweep import contracts as C
+from v1sweep.io import scoped_env, write_json
+
+SWEEP_JSON, SPEC_YAML, SOURCE_YAML = C.SWEEP_JSON, C.SPEC_YAML, C.SOURCE_YAML
 DEFAULT_STORAGE = "v1sweep_runs"
 TABLE_METRICS = ("epoch", "val_acc", "clean_acc", "corruption_acc")
 
@@ -194,20 +197,13 @@ def _tune_env() -> Iterator[None]:
     quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    old = {k: os.environ.get(k) for k in _TUNE_ENV}
-    for k, v in _TUNE_ENV.items():
-        if k not in os.environ or k in ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "TUNE_DISABLE_STRICT_METRIC_CHECKING",
-                                        "RAY_AIR_NEW_OUTPUT", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
-            os.environ[k] = v
+    # The user's own TUNE_GLOBAL_CHECKPOINT_S / ..._THRESHOLD_S win; the others are always ours.
     try:
-        yield
+        with scoped_env(_TUNE_ENV, keep_existing=("TUNE_GLOBAL_CHECKPOINT_S",
+                                                  "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")):
+            yield
     finally:
         quiet.setLevel(level)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextmanager
@@ -359,9 +355,7 @@ def _new_sweep_dir(storage: Path, name: str) -> Path:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_json(path, data, indent=2, default=str)
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Path | None = None,
@@ -426,13 +420,12 @@ def _failing_parent(tracker: Any) -> Iterator[None]:
         for tid, child in list(tracker.children.items()):  # trials Tune dropped with the searcher
             if child.status == "RUNNING":
                 tracker.trial_ended(tid, "interrupted", error=f"sweep stopped: {reason}"[:4000])
-        tracker.end_sweep("FAILED", tags={"v1sweep.error": reason[:4000]}, timeout=60)
+        tracker.end_sweep("FAILED", tags={C.ERROR: reason[:4000]}, timeout=60)
         tracker.close(timeout=60)
         raise
 
 
-class RayStateError(OutputError):
-    """Ray Tune's saved state cannot be read: a system fault (exit 1), not a bad input."""
+from v1sweep.errors import RayStateError  # noqa: E402,F401 - defined in v1sweep.errors, importable here
 
 
 def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
@@ -678,12 +671,12 @@ def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri:
     for tid in ids:
         child = tracker.children.get(tid)
         tags = child.tags if child else {}
-        state = bridge.states.get(tid) or tags.get("v1sweep.status") or kept.get(tid) or "interrupted"
+        state = bridge.states.get(tid) or tags.get(C.STATUS) or kept.get(tid) or "interrupted"
         state = "failed" if state == "finished" and tid in tracker.no_space else state
         counts[state] = counts.get(state, 0) + 1
     tracker.end_sweep("KILLED" if interrupted else "FINISHED",
-                      tags={f"v1sweep.trials.{k}": v for k, v in counts.items()} | {
-                          "v1sweep.wall_time_s": f"{time.monotonic() - started:.1f}"})
+                      tags={C.trials_count(k): v for k, v in counts.items()} | {
+                          C.SWEEP_WALL_TIME: f"{time.monotonic() - started:.1f}"})
     tracker.close(timeout=tracker.writer.retry_s + 60)
     info_path = sweep_dir / SWEEP_JSON
     info = _read_sweep_json(info_path)

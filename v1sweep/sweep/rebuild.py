@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from v1sweep import contracts as C
 from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.config.sweep_file import SweepSpec, split_key
 from v1sweep.sweep.trainable import EPOCHS_FILE, FINAL_FILE, PARAMS_FILE, numeric
@@ -146,9 +147,9 @@ def set_status(sweep_dir: Path, trial_ids: set[str], status: str) -> None:
         if logical_id(trial["trial_id"], config) in trial_ids:
             trial["status"] = status
             entry[0] = json.dumps(trial, indent=2)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    from v1sweep.io import write_json
+
+    write_json(path, data, indent=None, newline=False)
 
 
 def move_state_aside(sweep_dir: Path) -> Path | None:
@@ -193,11 +194,11 @@ def known_trials(spec: SweepSpec, sweep_dir: Path, children: Mapping[str, Any]) 
         tags = child.tags if child is not None else {}
         if folder is not None and (folder / FINAL_FILE).is_file() and _final(folder) is not None:
             state = "finished"
-        elif tags.get("v1sweep.status") in ("finished", "failed", "stopped"):
-            state = tags["v1sweep.status"]
+        elif tags.get(C.STATUS) in ("finished", "failed", "stopped"):
+            state = tags[C.STATUS]
         else:
             state = "unfinished"
-        out[tid] = Known(tid, params, state, tags.get("v1sweep.error", ""), folder, child)
+        out[tid] = Known(tid, params, state, tags.get(C.ERROR, ""), folder, child)
     return out
 
 

@@ -20,7 +20,10 @@ from v1sweep.config import sweep_file as sweep_spec
 from v1sweep.errors import ConfigError, DatasetError
 from v1sweep.config.sweep_file import SweepSpec
 
-EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.json", "trial.log", "params.json"
+from v1sweep import contracts as C
+from v1sweep.io import write_json
+
+EPOCHS_FILE, FINAL_FILE, LOG_FILE, PARAMS_FILE = "epochs.jsonl", "v1sweep_final.json", C.TRIAL_LOG, "params.json"
 # Private keys of the results sent to Tune (the driver's callback pops the bulky ones).
 KIND, HISTORY, ARTIFACTS, OUT_DIR = "_v1sweep_kind", "_v1sweep_history", "_v1sweep_artifacts", "_v1sweep_out_dir"
 # what the trial actually used where it may differ from what its config asked for (the frost source
@@ -180,9 +183,8 @@ def run_one(params: Mapping[str, Any], *, spec_dict: Mapping[str, Any], sweep_di
         result = fn(config, out_dir, on_epoch=on_epoch, log=log)
         metrics = numeric(getattr(result, "metrics", result) or {})
         record = used_record(result)
-        tmp = final_path.with_name(f".{FINAL_FILE}.tmp")
-        tmp.write_text(json.dumps({"metrics": metrics, "epoch": last_epoch[0], "record": record}))
-        tmp.replace(final_path)
+        write_json(final_path, {"metrics": metrics, "epoch": last_epoch[0], "record": record}, indent=None,
+                   newline=False)
         log(f"trial {trial_id} finished")
     except BaseException as exc:
         full = _no_space(exc, out_dir)
@@ -211,7 +213,7 @@ def used_record(result: Any) -> dict[str, str]:
     photographs, or procedural ones after a loud fallback) and the corrupted set's storage."""
     summary = getattr(result, "summary", None) or {}
     used = summary.get("corruption_set") or {}
-    return {f"v1sweep.{key}_used": str(used[key]) for key in ("frost", "storage") if used.get(key)}
+    return {C.used(key): str(used[key]) for key in C.USED_KEYS if used.get(key)}
 
 
 def _no_space(exc: BaseException, out_dir: Path) -> BaseException | None:

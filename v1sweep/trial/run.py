@@ -32,16 +32,18 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from v1sweep import contracts as C
 from v1sweep.config.trial import TrialConfig, to_dict, to_yaml
 from v1sweep.errors import ConfigError, OutputError, TrialFailed
+from v1sweep.io import write_json
 from v1sweep.trial.evaluation import evaluate_clean, evaluate_corruptions, predict_topk, read_table, summarize, write_table
 from v1sweep.rf.params import FIELDS, RFParams
 from v1sweep.trial.training import (check_checkpoint, config_fingerprint, fit, resolve_device, save_checkpoint,
                               seed_everything)
 
-SUMMARY = "summary.json"
-CHECKPOINT = "checkpoint.pt"
-MODEL = "model.pt"
+SUMMARY = C.SUMMARY_JSON
+CHECKPOINT = C.CHECKPOINT_PT
+MODEL = C.MODEL_PT
 Log = Callable[[str], Any]
 
 
@@ -72,9 +74,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_safe(dict(data)), indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    write_json(path, _json_safe(dict(data)), indent=2, allow_nan=False)
 
 
 def _config_key(config: TrialConfig) -> dict[str, Any]:
@@ -130,9 +130,9 @@ def _finished_result(out_dir: Path, config: TrialConfig) -> TrialResult | None:
         return None
     metrics = {k: (float("nan") if v is None else float(v)) for k, v in summary["metrics"].items()}
     rf = None
-    if config.frontend.enabled and (out_dir / "rf_params.csv").exists():
-        rf = RFParams.from_csv(out_dir / "rf_params.csv")
-    table = read_table(out_dir / "eval_table.csv") if (out_dir / "eval_table.csv").exists() else []
+    if config.frontend.enabled and (out_dir / C.RF_PARAMS_CSV).exists():
+        rf = RFParams.from_csv(out_dir / C.RF_PARAMS_CSV)
+    table = read_table(out_dir / C.EVAL_TABLE_CSV) if (out_dir / C.EVAL_TABLE_CSV).exists() else []
     return TrialResult(metrics=metrics, summary=summary, rf=rf, history=summary.get("history", []),
                        table=table, out_dir=out_dir)
 
@@ -177,15 +177,15 @@ def effective_similarity(block: Any, rf: RFParams, preset: str) -> dict[str, flo
 
 
 def _write_rf_artifacts(rf: RFParams | None, config: TrialConfig, out_dir: Path, log: Log) -> None:
-    (rf if rf is not None else empty_rf()).to_csv(out_dir / "rf_params.csv")
+    (rf if rf is not None else empty_rf()).to_csv(out_dir / C.RF_PARAMS_CSV)
     if rf is None:
         return
     try:
         from v1sweep.rf.plots import plot_rf_histograms
 
-        plot_rf_histograms(rf, out_dir / "rf_histograms.png", preset=config.rf.preset)
+        plot_rf_histograms(rf, out_dir / C.RF_HISTOGRAMS_PNG, preset=config.rf.preset)
     except ImportError as exc:  # matplotlib is optional on a bare GPU box
-        log(f"rf_histograms.png skipped ({exc})")
+        log(f"{C.RF_HISTOGRAMS_PNG} skipped ({exc})")
 
 
 def make_loader(config: TrialConfig, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Any:
@@ -299,7 +299,7 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         _check_attacks(config, model, data, device)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(config))
+    (out_dir / C.CONFIG_YAML).write_text(to_yaml(config))
     _write_rf_artifacts(rf, config, out_dir, log)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"trial {config.name!r}: {config.data.dataset} {config.data.image_size} px, {len(data.train_labels)} "
@@ -337,15 +337,15 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         raise
 
     clean = evaluate_clean(model, test_images, test_labels, batch_size=batch, device=device)
-    metrics["clean_acc"], metrics["clean_top5"] = clean["clean_acc"], clean["clean_top5"]
+    metrics[C.CLEAN_ACC], metrics[C.CLEAN_TOP5] = clean["clean_acc"], clean["clean_top5"]
     log(f"clean accuracy {clean['clean_acc']:.4f} (top-5 {clean['clean_top5']:.4f}) on {clean['n']} images")
     table: list[dict] = []
     if source is not None:
         eval_start = time.perf_counter()
         table = evaluate_corruptions(model, source, batch_size=batch, device=device)
-        write_table(table, out_dir / "eval_table.csv")
-        metrics.update({k: v for k, v in summarize(table, clean["clean_acc"]).items() if k != "clean_acc"})
-        log(f"corruption accuracy {metrics['corruption_acc']:.4f} over {len(table)} (corruption, severity) "
+        write_table(table, out_dir / C.EVAL_TABLE_CSV)
+        metrics.update({k: v for k, v in summarize(table, clean["clean_acc"]).items() if k != C.CLEAN_ACC})
+        log(f"corruption accuracy {metrics[C.CORRUPTION_ACC]:.4f} over {len(table)} (corruption, severity) "
             f"pairs ({time.perf_counter() - eval_start:.1f} s)")
 
     adversarial: list[dict] = []
@@ -354,13 +354,13 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         metrics.update({row["metric"]: row["accuracy"] for row in adversarial})
 
     rates = [h["images_per_s"] for h in history]
-    metrics["train_images_per_s"] = float(np.median(rates)) if rates else float("nan")
+    metrics[C.TRAIN_IMAGES_PER_S] = float(np.median(rates)) if rates else float("nan")
     earlier = sum(h.get("epoch_wall_s", 0.0) for h in history if h["epoch"] not in ran)
-    metrics["wall_time_s"] = time.perf_counter() - start + earlier
+    metrics[C.WALL_TIME_S] = time.perf_counter() - start + earlier
     summary = {
         "name": config.name, "status": "finished", "config": to_dict(config), "config_key": _config_key(config),
         "config_fingerprint": fp, "metrics": metrics, "history": history,
-        "train_images_per_s": metrics["train_images_per_s"], "wall_time_s": metrics["wall_time_s"],
+        "train_images_per_s": metrics[C.TRAIN_IMAGES_PER_S], "wall_time_s": metrics[C.WALL_TIME_S],
         "epochs": len(history), "num_classes": num_classes,
         "images": {"train": len(data.train_labels), "test": len(data.test_labels)},
         "device": device_description(device), "versions": versions(), "command": " ".join(sys.argv),
@@ -371,5 +371,5 @@ def run_trial(config: TrialConfig, out_dir: str | Path, *, on_epoch: Callable[[i
         summary["corruption_set"] = getattr(source, "info", {"source": config.eval.source, "path": config.eval.path})
     _save_weights(model, out_dir / MODEL)
     _write_json(out_dir / SUMMARY, summary)
-    log(f"trial {config.name!r} finished in {metrics['wall_time_s']:.1f} s; summary in {out_dir / SUMMARY}")
+    log(f"trial {config.name!r} finished in {metrics[C.WALL_TIME_S]:.1f} s; summary in {out_dir / SUMMARY}")
     return TrialResult(metrics=metrics, summary=summary, rf=rf, history=history, table=table, out_dir=out_dir)
