@@ -150,7 +150,7 @@ class TrackingSpec:
 
     def validate(self) -> None:
         """Sweep files are logged to MLflow and copied into the sweep folder: no secrets in them."""
-        from v1sweep.results.store import mask_uri
+        from v1sweep.config.uris import mask_uri
 
         if self.uri and mask_uri(self.uri) != self.uri:
             raise ConfigError(f"{mask_uri(self.uri)} holds credentials, which would be logged with the sweep "

@@ -14,7 +14,9 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from v1sweep.config.uris import MASK, mask_uri  # noqa: F401  (re-exported: the results layer prints URIs)
 
 # MLflow 3 sends usage telemetry unless told not to; research runs should not phone home.
 # Set before any mlflow import (every mlflow user in v1sweep resolves its store here first);
@@ -25,9 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ENV_VAR = "MLFLOW_TRACKING_URI"
 DEFAULT_DB = "mlflow.db"
-MASK = "***"
 # Query parameters whose values are secrets (matched case-insensitively, anywhere in the name).
-_SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|auth|sig|credential|session", re.I)
 
 
 def default_uri(cwd: str | Path | None = None) -> str:
@@ -91,29 +91,6 @@ def store_exists(uri: str) -> bool:
         path = Path(urlsplit(uri).path)
         return path.is_dir()
     return True
-
-
-def mask_uri(uri: str | None) -> str:
-    """`uri` with credentials hidden: ``user:pass@`` -> ``***@``, secret query values -> ``***``.
-
-    Everything else is kept byte for byte (sqlite paths, hosts, ports).
-    """
-    if uri is None:
-        return ""
-    text = str(uri)
-    # userinfo: between "scheme://" and the last "@" before the path.
-    text = re.sub(r"^([A-Za-z][\w+.-]*://)([^/?#]*)@", lambda m: f"{m.group(1)}{MASK}@", text)
-    head, sep, rest = text.partition("?")
-    if not sep:
-        return text
-    query, hsep, fragment = rest.partition("#")
-    pairs = []
-    for item in query.split("&"):
-        key, eq, value = item.partition("=")
-        if eq and _SECRET_PARAM.search(unquote(key)):
-            value = MASK
-        pairs.append(f"{key}{eq}{value}")
-    return f"{head}?{'&'.join(pairs)}{hsep}{fragment}"
 
 
 def mask_text(text: str, uri: str | None) -> str:
