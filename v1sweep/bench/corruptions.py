@@ -92,7 +92,7 @@ def import_imagecorruptions() -> Any | None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from imagecorruptions import corruptions as module  # type: ignore[import-untyped]
+            from imagecorruptions import corruptions as module
         return module
     finally:
         if added:  # the package keeps its own reference; leave no fake module behind
@@ -146,7 +146,7 @@ def _limit_threads(n: int):
     except ImportError:
         pass
     try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_limits
     except ImportError:
         yield
         return
