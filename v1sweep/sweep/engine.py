@@ -16,6 +16,12 @@ is rebuilt from them (`v1sweep.sweep.rebuild`); a damaged state file stops the r
 lives in `v1sweep.sweep.trainable`, the Tune-events-to-MLflow glue in `v1sweep.sweep.callback`;
 docs/sweeps.md is the user's guide.
 
+This module runs and resumes a sweep and builds its Tuner; the rest lives beside it: the Ray session,
+its environment and quiet logging in `v1sweep.sweep.session`, the search algorithm, scheduler and
+progress output in `v1sweep.sweep.tuning`, the dry run in `v1sweep.sweep.dry_run`, the sweep folder
+and its record in `v1sweep.sweep.folder`, and the end of a sweep (trials settled, summary printed) in
+`v1sweep.sweep.summary`. Their names used elsewhere stay importable from here.
+
 Sweep folder (``--storage``, default ``./v1sweep_runs``; Ray Tune's experiment folder too)::
 
     <storage>/<name>-<YYYYmmdd-HHMMSS>/
@@ -26,336 +32,35 @@ Sweep folder (``--storage``, default ``./v1sweep_runs``; Ray Tune's experiment f
 """
 from __future__ import annotations
 
-import datetime
-import errno
-import json
 import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from v1sweep import contracts as C
+from v1sweep.config import sweep_file as sweep_spec
+from v1sweep.config.sweep_file import SweepSpec
+from v1sweep.errors import OutputError, RayStateError, V1SweepError
+from v1sweep.results.store import mask_uri, resolve_tracking_uri, sqlite_path
 from v1sweep.sweep import rebuild as sweep_rebuild
 from v1sweep.sweep import resources as sweep_resources
-from v1sweep.config import sweep_file as sweep_spec
-from v1sweep.errors import ConfigError, OutputError, V1SweepError
-from v1sweep.results.store import mask_uri, resolve_tracking_uri, sqlite_path
-from v1sweep.sweep.algorithms import SEARCH_ALGORITHMS
 from v1sweep.sweep.callback import SearchAlgorithmFailed, TrackingBridge, make_callback
-from v1sweep.sweep.schedulers import SCHEDULERS
 from v1sweep.sweep.space import param_space
-from v1sweep.config.sweep_file import SweepSpec
 from v1sweep.sweep.trainable import FINAL_FILE, TrialFn, make_trainable, resolve_trial_fn  # noqa: F401
 
-from v1sweep import contracts as C
-from v1sweep.io import scoped_env, write_json
-
-SWEEP_JSON, SPEC_YAML, SOURCE_YAML = C.SWEEP_JSON, C.SPEC_YAML, C.SOURCE_YAML
-DEFAULT_STORAGE = "v1sweep_runs"
-TABLE_METRICS = ("epoch", "val_acc", "clean_acc", "corruption_acc")
-
-
-@dataclass
-class SweepOutcome:
-    """What a finished (or resumed) sweep left behind."""
-    sweep_dir: Path
-    parent_run_id: str
-    tracking_uri: str
-    experiment_id: str
-    counts: dict[str, int] = field(default_factory=dict)
-    trial_ids: list[str] = field(default_factory=list)
-    lost_writes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-
-
-# ---------------------------------------------------------------------------------------------
-# Search algorithms and schedulers
-# ---------------------------------------------------------------------------------------------
-def search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
-    """(search_alg, max_concurrent for TuneConfig) from the algorithm's builder
-    (`v1sweep.sweep.algorithms.SEARCH_ALGORITHMS`)."""
-    return SEARCH_ALGORITHMS.get(spec.search.algorithm)(spec.search, slots)
-
-
-def checked_search_algorithm(spec: SweepSpec, slots: int) -> tuple[Any, int | None]:
-    """`search_algorithm`, refused up front (as `SearchAlgorithmFailed`) when it cannot be built or
-    cannot be pickled: Ray Tune pickles the searcher into its experiment state when the Tuner is
-    built and at every checkpoint, and a failure there would otherwise be a raw traceback."""
-    from ray import cloudpickle
-
-    name = spec.search.algorithm
-    try:
-        search_alg, max_concurrent = search_algorithm(spec, slots)
-    except V1SweepError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise SearchAlgorithmFailed(name, f"cannot be built: {type(exc).__name__}: {exc}") from exc
-    try:
-        cloudpickle.dumps(search_alg)
-    except Exception as exc:  # noqa: BLE001
-        inner = getattr(search_alg, "searcher", search_alg)
-        sampler = getattr(inner, "_sampler", None)
-        what = f"{name} ({type(sampler).__name__})" if sampler is not None else name
-        raise SearchAlgorithmFailed(what, f"Ray Tune cannot save its state ({type(exc).__name__}: {exc}); "
-                                          f"a newer Optuna or Ray may have changed the sampler") from exc
-    return search_alg, max_concurrent
-
-
-def search_failure(exc: BaseException) -> SearchAlgorithmFailed | None:
-    """The `SearchAlgorithmFailed` behind an exception Ray Tune raised (it may wrap it)."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, SearchAlgorithmFailed):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def scheduler(spec: SweepSpec) -> Any:
-    """The Ray Tune scheduler from its builder (`v1sweep.sweep.schedulers.SCHEDULERS`)."""
-    return SCHEDULERS.get(spec.scheduler.type)(spec.scheduler, spec.trial.train.epochs)
-
-
-def _trial_id_name(trial: Any) -> str:
-    return trial.trial_id
-
-
-def _trial_dirname(trial: Any) -> str:
-    return f"tune-{trial.trial_id}"
-
-
-def _reporter(spec: SweepSpec, verbose: int = 1) -> Any:
-    """v1sweep's compact progress (`v1sweep.sweep.progress`); Ray's status table with verbose >= 2."""
-    metric, mode = (spec.search.objectives or [("corruption_acc", "max")])[0]
-    if verbose < 2:
-        from v1sweep.sweep.progress import make_reporter
-
-        return make_reporter(metric, mode)
-    from ray.tune import CLIReporter
-
-    params = {k: k.split(",")[0].split(".")[-1] for k in spec.space}
-    metrics = {m: m for m in TABLE_METRICS}
-    for name, _mode in spec.search.objectives:
-        metrics.setdefault(name, name)
-    return CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=30,
-                       max_progress_rows=40)
-
-
-def _tune_verbosity(verbose: int) -> int:
-    """Ray Tune's own verbosity: 1 (progress reports only) unless quiet; Tune's per-result lines never."""
-    return 1 if verbose >= 1 else 0
-
-
-# Library log lines a user of `v1sweep run` does not need (shown with --verbose): the token-auth
-# notice of every local Ray, Tune's "Trials did not complete" (the summary counts failures), MLflow's
-# schema-creation notes for a new sqlite store.
-_NOISY_LOGGERS = {"ray._private.authentication.authentication_token_setup": "ERROR", "ray.tune.tune": "CRITICAL",
-                  "mlflow.store.db.utils": "WARNING", "alembic.runtime.migration": "WARNING"}
-
-
-@contextmanager
-def quiet_libraries(verbose: int) -> Iterator[None]:
-    """Lower the noisy library loggers while a sweep runs (nothing changes with verbose >= 2)."""
-    import logging
-
-    if verbose >= 2:
-        yield
-        return
-    old = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-    for name, level in _NOISY_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
-    try:
-        yield
-    finally:
-        for name, previous in old.items():
-            logging.getLogger(name).setLevel(previous)
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray sessions and environment
-# ---------------------------------------------------------------------------------------------
-_TUNE_ENV = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",   # MLflow is the record; no result.json/progress.csv
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # per-epoch results lack the final metrics
-    "RAY_AIR_NEW_OUTPUT": "0",                   # the CLIReporter table with our metric columns
-    "TUNE_GLOBAL_CHECKPOINT_S": "5",             # save the experiment state often (resume loses less)
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run at" line (and GET) per ended run
-}
-
-
-@contextmanager
-def _tune_env() -> Iterator[None]:
-    import logging
-
-    # With Tune's file loggers off, its result analysis warns that result.json is missing: not an issue.
-    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    # The user's own TUNE_GLOBAL_CHECKPOINT_S / ..._THRESHOLD_S win; the others are always ours.
-    try:
-        with scoped_env(_TUNE_ENV, keep_existing=("TUNE_GLOBAL_CHECKPOINT_S",
-                                                  "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")):
-            yield
-    finally:
-        quiet.setLevel(level)
-
-
-@contextmanager
-def ray_session(address: str | None, num_cpus: int | None, *, log: Callable[[str], Any] = print,
-                verbose: int = 2) -> Iterator[dict]:
-    """A fresh local Ray (address None) or the given cluster; a Ray already initialised *in this
-    process* (by the caller) is used as is and left running. Below verbose 2 the workers' output
-    stays in their trial.log and Ray's log files instead of the driver's terminal."""
-    import ray
-
-    if ray.is_initialized():
-        yield {"owned": False, "address": "this process's Ray"}
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": verbose >= 2}
-    if address is None:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-        where = "a fresh local Ray"
-    else:
-        check_address(address)
-        _enable_token_auth_if_available()
-        try:
-            ray.init(address=address, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            raise V1SweepError(
-                f"cannot connect to the Ray cluster at {address!r}: {str(exc).strip().splitlines()[-1][:300]}. "
-                f"Check the address (auto or host:port of the head's GCS, e.g. 10.0.0.5:6379); a cluster started with token "
-                f"authentication (the default of `ray start` in Ray 2.5x+) needs RAY_AUTH_MODE=token and its "
-                f"token (~/.ray/auth_token or RAY_AUTH_TOKEN) on this machine") from None
-        where = f"the Ray cluster at {address}"
-    try:
-        res = ray.cluster_resources()
-        log(f"Ray: {where} ({len([n for n in ray.nodes() if n.get('Alive')])} node(s), "
-            f"{res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)")
-        yield {"owned": True, "address": where}
-    finally:
-        ray.shutdown()
-
-
-def check_address(address: str | None) -> None:
-    """Refuse Ray Client addresses before anything starts (see the message)."""
-    if address and address.strip().startswith("ray://"):
-        raise V1SweepError(
-            "Ray Client addresses (ray://) run Ray Tune's driver on the head node, out of reach of this "
-            "process's MLflow logging; run the sweep on the head node instead: `v1sweep run SWEEP.yaml "
-            "--address auto` there, or `ray job submit --address http://HEAD:8265 --working-dir . -- "
-            "v1sweep run SWEEP.yaml --address auto`")
-
-
-def _enable_token_auth_if_available() -> None:
-    """Like `ray start --address`: use token auth when a token is present and RAY_AUTH_MODE is unset."""
-    if os.environ.get("RAY_AUTH_MODE"):
-        return
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available)
-
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    except Exception:  # noqa: BLE001 - older/newer Ray without this helper
-        pass
-
-
-def _slots(spec: SweepSpec) -> int:
-    import ray
-
-    res = ray.cluster_resources()
-    by_cpu = int(res.get("CPU", 1) // spec.resources.cpu) if spec.resources.cpu else 1
-    by_gpu = int(res.get("GPU", 0) // spec.resources.gpu) if spec.resources.gpu else by_cpu
-    return max(1, min(by_cpu, by_gpu))
-
-
-# ---------------------------------------------------------------------------------------------
-# Running and resuming
-# ---------------------------------------------------------------------------------------------
-def print_dry_run(spec: SweepSpec, out: Callable[[str], Any] = print, *, calibrate: bool = False,
-                  num_cpus: int | None = None) -> list[dict[str, Any]]:
-    """Print the sweep and its expanded trials (grid: every point; sampled: the domains), then the
-    cost per trial (`v1sweep.sweep.cost`): pass counts, and with `calibrate` a timed extrapolation to
-    CPU/GPU-hours and wall time on this machine's slots (`num_cpus`, default all)."""
-    trials = sweep_spec.expand(spec)
-    out(sweep_spec.describe(spec))
-    kind = "trials" if spec.search.algorithm in ("grid", "random") else "trials sampled by " + spec.search.algorithm
-    out(f"{len(trials)} {kind}:")
-    for i, params in enumerate(trials):
-        out(f"  {i:4d}  " + ", ".join(f"{k}={sweep_spec.format_value(v)}" for k, v in params.items()))
-    cost = _attack_cost_line(spec, trials)
-    if cost:
-        out(cost)
-    for line in cost_lines(spec, trials, calibrate=calibrate, num_cpus=num_cpus):
-        out(line)
-    return trials
-
-
-def cost_lines(spec: SweepSpec, trials: list[dict[str, Any]], *, calibrate: bool = False,
-               num_cpus: int | None = None) -> list[str]:
-    """The dry run's cost lines (`v1sweep.sweep.cost.describe`); `calibrate` times the first trial's model
-    on this machine (torch needed then, Ray never)."""
-    from v1sweep.sweep import cost as cost
-
-    configs = cost.configs_of(spec, trials)
-    import os
-
-    threads = max(1, min(int(spec.resources.cpu), os.cpu_count() or 1)) if spec.resources.cpu else None
-    rates = cost.calibrate(configs[0], threads=threads) if calibrate and configs else None
-    gpus = 1 if spec.resources.gpu and rates and str(rates.get("device", "")).startswith("cuda") else 0
-    slots = cost.local_slots(spec.resources, num_cpus, gpus)
-    return cost.describe(configs, spec.resources, rates=rates, slots=slots)
-
-
-def _attack_cost_line(spec: SweepSpec, trials: list[dict[str, Any]]) -> str:
-    """The white-box attacks' cost per trial (docs/adversarial.md): forward+backward passes per image
-    (steps x eot x restarts) x images, for the costliest expanded trial."""
-    from v1sweep.config import adversarial as adv
-    from v1sweep.config import trial as trial_config
-
-    base = trial_config.to_flat(spec.trial)
-    best: tuple[int, Any] | None = None
-    for params in trials or [{}]:
-        try:
-            cfg = trial_config.from_flat({**base, **params})
-        except Exception:  # noqa: BLE001 - sampled domains appear as descriptions in a dry run
-            cfg = spec.trial
-        if cfg.eval.adversarial:
-            total = adv.attack_cost(cfg.eval.adversarial, cfg.stochastic, cfg.data.test_size)["backward"]
-            if best is None or total > best[0]:
-                best = (total, cfg)
-    if best is None:
-        return ""
-    total, cfg = best
-    lines = [f"white-box attacks per trial: {total:,} forward+backward image-passes "
-             "(steps x eot x restarts per image, x images; plus one forward per restart and image)"]
-    for attack in cfg.eval.adversarial:
-        a = adv.vars_of(attack)
-        back, _ = adv.passes_per_image(a, cfg.stochastic)
-        images = adv.resolve_images(attack.images, cfg.data.test_size)
-        lines.append(f"    {attack.metric}: {back} passes/image x {images} images = {back * images:,}")
-    return "\n".join(lines)
-
-
-def _new_sweep_dir(storage: Path, name: str) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = storage / (f"{name}-{stamp}" + (f"-{i}" if i else ""))
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            continue
-    raise OutputError(f"cannot create a new sweep folder under {storage}")
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_json(path, data, indent=2, default=str)
+# Moved to the modules named in the docstring; imported here for this module's use and re-exported
+# (`from v1sweep.sweep.engine import ...` keeps working for every name listed).
+from v1sweep.sweep.dry_run import cost_lines, print_dry_run  # noqa: F401
+from v1sweep.sweep.folder import (  # noqa: F401
+    DEFAULT_STORAGE, SOURCE_YAML, SPEC_YAML, SWEEP_JSON, _new_sweep_dir, _read_sweep_json, _read_yaml,
+    _stored_trial_fn, _sweep_info, _write_json, _yaml)
+from v1sweep.sweep.session import (  # noqa: F401
+    _driver_node, _slots, _tune_env, check_address, quiet_libraries, ray_session)
+from v1sweep.sweep.summary import SweepOutcome, _browse_hint, _fit, _publish_view, _stored_trials  # noqa: F401
+from v1sweep.sweep.tuning import (  # noqa: F401
+    TABLE_METRICS, _reporter, _tune_verbosity, checked_search_algorithm, scheduler, search_algorithm, search_failure)
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None, storage: str | Path | None = None,
@@ -423,9 +128,6 @@ def _failing_parent(tracker: Any) -> Iterator[None]:
         tracker.end_sweep("FAILED", tags={C.ERROR: reason[:4000]}, timeout=60)
         tracker.close(timeout=60)
         raise
-
-
-from v1sweep.errors import RayStateError  # noqa: E402,F401 - defined in v1sweep.errors, importable here
 
 
 def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, tracking_uri: str | None = None,
@@ -508,18 +210,6 @@ def _check_resume_store(uri: str, stored_uri: str | None) -> None:
                            f"--tracking-uri, or leave it out")
 
 
-def _stored_trial_fn(info: Mapping[str, Any], spec: SweepSpec) -> TrialFn | str:
-    """The trial function the sweep ran with; one passed as a Python object must be importable."""
-    ref = info.get("trial_function") or spec.trial_function
-    if ref != spec.trial_function:
-        try:
-            resolve_trial_fn(ref)
-        except (ConfigError, ImportError) as exc:
-            raise V1SweepError(f"the sweep ran trial function {ref}, which cannot be imported here ({exc}); "
-                               f"resume it from Python with resume_sweep(..., trial_fn=...)") from None
-    return ref
-
-
 def _restored_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str, verbose: int,
                     out: Callable[[str], Any], *, known: Mapping[str, Any],
                     retry_failed: bool = False) -> tuple[Any, TrackingBridge]:
@@ -575,24 +265,6 @@ def _rebuilt_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: Tri
     return tuner, bridge, kept
 
 
-def _stored_trials(sweep_dir: Path) -> list:
-    from ray.tune import ExperimentAnalysis
-
-    try:
-        return list(ExperimentAnalysis(str(sweep_dir)).trials)
-    except Exception:  # noqa: BLE001 - unreadable state: Tune's restore reports it
-        return []
-
-
-def _driver_node() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def _new_tuner(spec: SweepSpec, sweep_dir: Path, tracker: Any, trial_fn: TrialFn | str | None,
                verbose: int, *, points: list[dict] | None = None,
                bridge: TrackingBridge | None = None) -> tuple[Any, TrackingBridge]:
@@ -627,167 +299,14 @@ def _rebuilt_search(spec: SweepSpec, points: list[dict]) -> tuple[Any, None, dic
             {POINT: tune.grid_search(points)}, 1)
 
 
-def _fit(tuner: Any, bridge: TrackingBridge, tracker: Any, sweep_dir: Path, uri: str, started: float,
-         out: Callable[[str], Any], kept: Mapping[str, str] | None = None) -> SweepOutcome:
-    """Run the tuner (None: nothing left to run) and settle every trial's run; `kept`: trials a
-    rebuilt sweep keeps without running them (trial id -> state)."""
-    from v1sweep.sweep.trainable import trial_key
-
-    kept = dict(kept or {})
-    try:
-        if tuner is not None:
-            tuner.fit()
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:  # noqa: BLE001
-        failed = search_failure(exc)
-        if failed is not None:
-            raise failed from None  # `_failing_parent` marks the parent run FAILED with its message
-        # Tune ran, then failed reading its own files back (a full disk leaves Ray's error/state
-        # files empty); the trials' runs are settled below.
-        out(f"warning: Ray Tune ended with {_no_space_text(exc, sweep_dir)}; the trials' MLflow runs are "
-            f"settled from what the driver saw")
-    # Ray Tune's saved state is what a resume continues from: after an interrupt it still lists the
-    # stopped-by-Ctrl-C trials as running (the in-memory trials are already cleaned up).
-    trials = (_stored_trials(sweep_dir) or bridge.trials) if tuner is not None else []
-    for trial in trials:
-        tid = trial_key(trial)
-        if bridge.states.get(tid) in ("finished", "failed", "interrupted") or (
-                tid in bridge.states and trial.status in ("TERMINATED", "ERROR")):
-            continue
-        if trial.status in ("TERMINATED", "ERROR"):
-            bridge.reconcile(trial)
-        elif tracker.has_trial(tid):
-            bridge._end(tid, "interrupted")
-    interrupted = any(state == "interrupted" for state in bridge.states.values()) or \
-        any(t.status not in ("TERMINATED", "ERROR") for t in trials)
-    ids = [trial_key(t) for t in trials] + [t for t in kept if t not in {trial_key(x) for x in trials}]
-    if not interrupted:
-        gone = tracker.remove_orphans(set(ids))
-        if gone:
-            out(f"removed {len(gone)} unfinished MLflow run(s) of trials Ray had not saved before the driver died")
-    counts = {"finished": 0, "failed": 0, "stopped": 0, "interrupted": 0}
-    tracker.flush(timeout=tracker.writer.retry_s + 60)  # artifacts a full disk refused fail their trial
-    for tid in ids:
-        child = tracker.children.get(tid)
-        tags = child.tags if child else {}
-        state = bridge.states.get(tid) or tags.get(C.STATUS) or kept.get(tid) or "interrupted"
-        state = "failed" if state == "finished" and tid in tracker.no_space else state
-        counts[state] = counts.get(state, 0) + 1
-    tracker.end_sweep("KILLED" if interrupted else "FINISHED",
-                      tags={C.trials_count(k): v for k, v in counts.items()} | {
-                          C.SWEEP_WALL_TIME: f"{time.monotonic() - started:.1f}"})
-    tracker.close(timeout=tracker.writer.retry_s + 60)
-    info_path = sweep_dir / SWEEP_JSON
-    info = _read_sweep_json(info_path)
-    info["status"] = "interrupted" if interrupted else "finished"
-    info["counts"] = counts
-    try:  # the record's status is informational (MLflow has it); a full disk must not lose the rest
-        _write_json(info_path, info)
-    except OSError as exc:
-        out(f"warning: cannot update {info_path}: "
-            + (f"No space left on device: {info_path}" if exc.errno == errno.ENOSPC else str(exc)))
-    outcome = SweepOutcome(sweep_dir=sweep_dir, parent_run_id=tracker.parent_run_id, tracking_uri=uri,
-                           experiment_id=tracker.experiment_id, counts=counts,
-                           trial_ids=ids, lost_writes=list(tracker.writer.lost),
-                           seconds=time.monotonic() - started, interrupted=interrupted)
-    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    out(f"sweep {'interrupted' if interrupted else 'done'} in {outcome.seconds:.1f} s: {summary or 'no trials'}; "
-        f"MLflow parent run {outcome.parent_run_id} in {mask_uri(uri)}")
-    out(f"results: {_browse_hint(uri, outcome.experiment_id, tracker.sweep_name)}")
-    if interrupted:
-        out(f"continue with: v1sweep resume {sweep_dir}")
-    if outcome.lost_writes:
-        out(f"warning: {len(outcome.lost_writes)} MLflow write(s) could not be made; first: {outcome.lost_writes[0]}")
-    return outcome
+# Tune's trial names and folders. Ray Tune pickles these two into its experiment state by module path
+# (`v1sweep.sweep.engine._trial_id_name`), which a resume loads: they stay defined here.
+def _trial_id_name(trial: Any) -> str:
+    return trial.trial_id
 
 
-def _publish_view(tracker: Any, spec: SweepSpec) -> None:
-    """Save the sweep's runs-table view (trials flat, best first, headline metrics and the swept
-    params as columns) in its MLflow experiment, for the URL `_browse_hint` prints."""
-    metric, mode = (spec.search.objectives or [("corruption_acc", "max")])[0]
-    params = [p for key in spec.space for p in key.split(",")]
-    tracker.publish_view(metric=metric, mode=mode, params=params)
-
-
-def _browse_hint(uri: str, experiment_id: str, sweep_name: str) -> str:
-    """Where to see the sweep: its runs-table URL on a tracking server, else the `v1sweep ui` command
-    and the URL it will serve."""
-    from v1sweep.results.tracking import experiment_url, view_key
-
-    view = view_key(sweep_name)
-    if uri.startswith(("http://", "https://")):
-        return experiment_url(mask_uri(uri), experiment_id, view)
-    ui = "v1sweep ui" + ("" if _is_default_store(uri) else f" --tracking-uri {mask_uri(uri)}")
-    return f"`{ui}`, then {experiment_url('http://127.0.0.1:5000', experiment_id, view)}"
-
-
-def _is_default_store(uri: str) -> bool:
-    try:
-        return resolve_tracking_uri(None) == uri
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _no_space_text(exc: BaseException, where: Path) -> str:
-    text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-    try:
-        if shutil.disk_usage(where).free < 1024 * 1024:
-            return f"{text} (No space left on device: {where})"
-    except OSError:
-        pass
-    return text
-
-
-def _sweep_info(spec: SweepSpec, sweep_dir: Path, uri: str, tracker: Any, parent: str,
-                trial_fn: TrialFn | str | None = None) -> dict[str, Any]:
-    masked = mask_uri(uri)
-    objectives = spec.search.objectives
-    return {
-        "name": spec.name, "sweep_dir": str(sweep_dir), "tracking_uri": masked,
-        "tracking_uri_masked": masked != uri, "experiment": spec.experiment,
-        "experiment_id": tracker.experiment_id, "parent_run_id": parent, "spec_hash": spec.spec_hash,
-        "search": {"algorithm": spec.search.algorithm,
-                   "metric": objectives[0][0] if objectives else "corruption_acc",
-                   "mode": objectives[0][1] if objectives else "max"},
-        "trial_function": _fn_ref(trial_fn) if trial_fn is not None else spec.trial_function, "source": spec.file,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"), "status": "running",
-    }
-
-
-def _fn_ref(fn: TrialFn | str) -> str:
-    if isinstance(fn, str):
-        return fn
-    target = getattr(fn, "func", fn)  # functools.partial
-    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
-
-
-def _yaml(data: Mapping[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(dict(data), sort_keys=False)
-
-
-def _read_sweep_json(path: Path) -> dict[str, Any]:
-    """The sweep folder's record; a damaged one is named, with what to do about it."""
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise V1SweepError(f"{path}: cannot read the sweep record ({exc}); it is not valid JSON. Restore it, "
-                           f"or start the sweep again with `v1sweep run`") from None
-    if not isinstance(info, dict) or "parent_run_id" not in info:
-        raise V1SweepError(f"{path}: not a v1sweep sweep record (corrupt: no parent_run_id); restore it, "
-                           f"or start the sweep again with `v1sweep run`")
-    return info
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from v1sweep.config.trial import read_yaml
-
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError("expected a sweep mapping", file=str(path))
-    return data
+def _trial_dirname(trial: Any) -> str:
+    return f"tune-{trial.trial_id}"
 
 
 __all__ = ["SweepOutcome", "run_sweep", "resume_sweep", "print_dry_run", "make_trainable", "resolve_trial_fn",
