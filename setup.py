@@ -1,7 +1,7 @@
 """Build hook: ship the top-level `sweeps/` and `search_spaces/` folders inside the package.
 
 They stay at the repository's top level (where users read and edit them); a wheel or a
-non-editable install carries a copy under `v1sweep/_bundled/`, where `v1sweep.config.sweep_file` looks
+non-editable install carries a copy under `v1sweep/_bundled/`, where `v1sweep.config.bundled` looks
 first. An editable install (`pip install -e .`) needs no copy: the package runs from the checkout
 and finds the folders next to it. All other metadata lives in pyproject.toml.
 """
