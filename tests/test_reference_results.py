@@ -69,3 +69,29 @@ def test_seed0_slice_reproduces_committed_numbers(variant, request, tmp_path):
         assert abs(new - old) <= spread, (
             f"{variant} seed 0 {metric}: re-run {new:.4f} vs committed {old:.4f}; the difference "
             f"{abs(new - old):.4f} exceeds the seed-to-seed standard deviation {spread:.4f} of the committed seeds")
+
+
+def test_readme_results_block_is_the_committed_report():
+    """The README's reference-results tables are generated from results/cifar10-cpu/ (not typed):
+    regenerate them and compare, so a re-run report cannot leave stale numbers in the README."""
+    committed_trials()  # skips, saying how to produce the results, until they are committed
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_block", REPO / "results" / "readme_block.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (REPO / "README.md").read_text()
+    start, end = readme.index(module.BEGIN), readme.index(module.END) + len(module.END)
+    assert readme[start:end] == module.block(RESULTS), "README out of date: python results/readme_block.py"
+
+
+def test_holm_adjustment_of_the_readme_block():
+    """Holm's step-down on three p-values, against the definition worked by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_block", REPO / "results" / "readme_block.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    got = module.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    # sorted: a 0.01*3 = 0.03; c 0.03*2 = 0.06; b max(0.06, 0.04*1) = 0.06
+    assert got == {"a": 0.03, "c": 0.06, "b": 0.06}
