@@ -2,7 +2,7 @@
 # The CPU reference study on CIFAR-10, end to end: run the sweep, then write results/cifar10-cpu/.
 # Documented in docs/reference_results.md. Nothing in results/cifar10-cpu/ is edited by hand.
 #
-#   results/make_cifar10_cpu.sh run DATA_DIR [ARGS]  # both sweeps (20 V1 trials + 5 plain baselines), ~2-3 h on 2 cores
+#   results/make_cifar10_cpu.sh run DATA_DIR [ARGS]  # both sweeps (20 V1 trials + 5 plain baselines), 1.8 h measured on 2 cores
 #   results/make_cifar10_cpu.sh report          # analyze + provenance -> results/cifar10-cpu/
 #
 # DATA_DIR: the CIFAR-10 ImageFolder tree (train/ and test/) or torchvision's cifar-10-batches-py.
