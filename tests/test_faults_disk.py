@@ -64,16 +64,6 @@ def ray_local(cache_disk):
     ray.shutdown()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small"
-    services.mount_tmpfs(mnt)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def _fill(folder: Path) -> Path:
     """Fill the filesystem of `folder` to the last byte; returns the filler file."""
     filler = folder / "filler.bin"

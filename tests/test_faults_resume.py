@@ -239,17 +239,6 @@ def test_retry_failed_reruns_from_checkpoint_and_keeps_the_failed_attempt(ray_lo
         assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 5 MiB tmpfs (root only; skipped where mounting is not allowed)."""
-    mnt = tmp_path / "small"
-    services.mount_tmpfs(mnt)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_disk_full_fails_the_trial_naming_the_path_and_resume_continues(ray_local, tmp_path, small_disk):
     """The sweep folder on a 5 MiB disk, trials writing 1 MiB per epoch: trials fail with
     'No space left on device: PATH'; once the disk is larger, resume continues them."""
